@@ -1,0 +1,92 @@
+"""``memup bench …``: measurements printed as a table, or as one JSON object with ``--json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from cli.options import HelpFormatter
+
+MEMORY_EXAMPLES = """examples:
+  memup bench memory                                   # T = 1,000 / 10,000 / 100,000
+  memup bench memory --lengths 1000,10000 --json
+  memup bench memory --methods memup --lengths 1000000
+"""
+
+MIB = 1024 * 1024
+
+
+def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
+    """Registers ``memup bench memory``."""
+    bench = sub.add_parser("bench", help="benchmarks (tables, or --json)",
+                           formatter_class=HelpFormatter, epilog=MEMORY_EXAMPLES,
+                           description="Benchmarks. Each prints a table, or JSON with --json.")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    mem = kinds.add_parser(
+        "memory", formatter_class=HelpFormatter, epilog=MEMORY_EXAMPLES,
+        help="bytes stored for backward, peak RSS, s/update: MemUP vs full BPTT",
+        description="Per training update on one T-Maze episode of length T: the bytes autograd "
+        "stores for backward, the process's peak RSS and seconds per update, for MemUP "
+        "(r = 20, targets top-1 + current step) and for full BPTT of the same LSTM and "
+        "predictor. Every case runs in a child process; one that runs out of memory is "
+        "reported with status 'oom'.")
+    mem.add_argument("--lengths", default="1000,10000,100000", help="comma-separated T values")
+    mem.add_argument("--methods", default="memup,bptt", help="memup, bptt or both")
+    mem.add_argument("--rollout", type=int, default=20, help="MemUP's r")
+    mem.add_argument("--updates", type=int, default=3, help="updates measured per case")
+    mem.add_argument("--threads", type=int, default=0, help="torch threads per case (0 = default)")
+    mem.add_argument("--timeout", type=float, default=1800, help="seconds per case")
+    mem.add_argument("--json", action="store_true", help="print one JSON object")
+    mem.set_defaults(run=run_memory_bench)
+
+
+def _case(method: str, length: int, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, "-m", "cli.bench_memory", "--method", method, "--length",
+           str(length), "--rollout", str(args.rollout), "--updates", str(args.updates),
+           "--threads", str(args.threads)]
+    base = {"method": method, "length": length, "saved_bytes": 0, "peak_rss_bytes": 0,
+            "seconds_per_update": 0.0}
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {**base, "status": "error", "error": f"timed out after {args.timeout} s"}
+    if done.returncode == 0:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    text = done.stderr[-2000:]
+    oom = done.returncode in (-9, 137) or "out of memory" in text.lower() \
+        or "MemoryError" in text
+    return {**base, "status": "oom" if oom else "error",
+            "error": text.strip().splitlines()[-1] if text.strip() else f"exit {done.returncode}"}
+
+
+def run_memory_bench(args: argparse.Namespace) -> int:
+    """Runs every (method, length) case in a child process and reports them."""
+    lengths = [int(x) for x in args.lengths.split(",") if x]
+    methods = [m for m in args.methods.split(",") if m]
+    bad = set(methods) - {"memup", "bptt"}
+    if bad:
+        raise SystemExit(f"--methods: unknown {sorted(bad)}; use memup and/or bptt")
+    results = []
+    for length in lengths:
+        for method in methods:
+            if not args.json:
+                print(f"measuring {method} T={length} ...", file=sys.stderr, flush=True)
+            results.append(_case(method, length, args))
+    if args.json:
+        print(json.dumps({"results": results}))
+        return 0
+    print(f"{'method':<7} {'T':>9} {'saved MiB':>10} {'peak RSS MiB':>13} {'s/update':>9} "
+          f"{'status':>7}")
+    for r in results:
+        print(f"{r['method']:<7} {r['length']:>9} {r['saved_bytes'] / MIB:>10.2f} "
+              f"{r['peak_rss_bytes'] / MIB:>13.0f} {r['seconds_per_update']:>9.4f} "
+              f"{r['status']:>7}")
+    by = {(r["method"], r["length"]): r for r in results}
+    for length in lengths:
+        m, b = by.get(("memup", length)), by.get(("bptt", length))
+        if m and b and m["saved_bytes"] and b["saved_bytes"]:
+            print(f"T={length}: BPTT stores {b['saved_bytes'] / m['saved_bytes']:.0f}x "
+                  "MemUP's bytes per update")
+    return 0

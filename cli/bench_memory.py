@@ -1,0 +1,111 @@
+"""One case of ``memup bench memory``, run in its own process so an OOM is a result, not a crash.
+
+MemUP: one lane walks one T-Maze episode of length T with r = 20 and targets top-1 + current
+step; the detector scores the episode first (streamed, no gradient). BPTT: the same LSTM and
+predictor, the same targets at every step, but one update back-propagates through all T steps.
+
+``saved_bytes`` counts the activations autograd stores for backward (the paper's
+"intermediate data"); the parameter storages it also holds on to are the same for both
+methods and are reported apart as ``saved_parameter_bytes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from actor.envs.tmaze import random_tmaze_episodes
+from memup.detector import SurpriseDetector, TargetRule, mark_episodes
+from memup.losses import pointwise_loss
+from memup.networks import TaskNets, tmaze_nets
+from memup.sampler import LaneSampler
+from memup.saved import count_saved_bytes
+from memup.update import UpdateConfig, Updater
+
+
+def _memup(nets: TaskNets, length: int, rollout: int, updates: int) -> dict:
+    rng = np.random.default_rng(0)
+    episode = random_tmaze_episodes(1, length, "LNR", rng)[0]
+    detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, 0.995)
+    rule = TargetRule(top_k=1, current=True)
+    t0 = time.perf_counter()
+    mark_episodes([episode], rule, rng, detector)
+    detector_seconds = time.perf_counter() - t0
+    sampler = LaneSampler(lambda n: [episode], lambda eps: None, 1, rollout, 1)
+    updater = Updater(nets, UpdateConfig(measure_saved=True), 1, detector)
+    saved, params, times = [], [], []
+    for _ in range(updates):
+        batch = sampler.next_batch()
+        t0 = time.perf_counter()
+        stats = updater.step(batch)
+        times.append(time.perf_counter() - t0)
+        saved.append(int(stats["saved_bytes"]))
+        params.append(int(stats["saved_parameter_bytes"]))
+    return {"saved_bytes": max(saved), "saved_parameter_bytes": max(params),
+            "seconds_per_update": statistics.median(times), "detector_seconds": detector_seconds}
+
+
+def _bptt(nets: TaskNets, length: int, updates: int) -> dict:
+    rng = np.random.default_rng(0)
+    episode = random_tmaze_episodes(1, length, "LNR", rng)[0]
+    detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, 0.995)
+    mark_episodes([episode], TargetRule(top_k=1, current=True), rng, detector)
+    targets = torch.from_numpy(episode.extras["targets"])  # [T, 2]
+    steps = torch.arange(len(episode)).repeat_interleave(targets.shape[1])
+    flat = targets.reshape(-1)
+    inputs = torch.from_numpy(episode.inputs)[None]
+    queries = torch.from_numpy(episode.queries)[flat]
+    labels = torch.from_numpy(episode.labels)[flat]
+    params = [*nets.memory.parameters(), *nets.predictor.parameters()]
+    optimizer = torch.optim.Adam(params, lr=5e-4)
+    saved, saved_params, times = [], [], []
+    for _ in range(updates):
+        t0 = time.perf_counter()
+        with count_saved_bytes(params) as counted:
+            out, _ = nets.memory(inputs, nets.memory.initial_state(1))
+            pred = nets.predictor(out[0, steps], queries)
+            loss = pointwise_loss(pred, labels, nets.kind).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        times.append(time.perf_counter() - t0)
+        saved.append(counted.activations)
+        saved_params.append(counted.parameters)
+        del out, pred, loss
+    return {"saved_bytes": max(saved), "saved_parameter_bytes": max(saved_params),
+            "seconds_per_update": statistics.median(times)}
+
+
+def run_case(method: str, length: int, rollout: int, updates: int) -> dict:
+    """Measures one (method, length) case in this process."""
+    torch.manual_seed(0)
+    nets = tmaze_nets()
+    result = (_memup(nets, length, rollout, updates) if method == "memup"
+              else _bptt(nets, length, updates))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"method": method, "length": length, **result, "peak_rss_bytes": peak,
+            "status": "ok"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="one memory-benchmark case (used by memup bench)")
+    p.add_argument("--method", choices=["memup", "bptt"], required=True)
+    p.add_argument("--length", type=int, required=True)
+    p.add_argument("--rollout", type=int, default=20)
+    p.add_argument("--updates", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(json.dumps(run_case(a.method, a.length, a.rollout, a.updates)))
+
+
+if __name__ == "__main__":
+    main()

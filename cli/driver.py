@@ -1,0 +1,115 @@
+"""The training driver: progress bar, periodic evaluation, metrics log, checkpoints, resume."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from common.checkpoint import load_checkpoint, save_checkpoint
+from common.curves import plot_curves
+from common.runlog import RunLog
+
+
+class Trainable(Protocol):
+    """What the driver needs of a training protocol."""
+
+    updates: int
+
+    def step(self) -> dict[str, float]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When a run ends.
+
+    Attributes:
+        max_updates: hard cap on updates.
+        max_minutes: wall-clock cap (training time, summed over resumes); 0 = none.
+        target: evaluation accuracy that counts as solved; None = never stop early.
+        confirm: consecutive evaluations at or above ``target`` needed to stop.
+    """
+
+    max_updates: int
+    max_minutes: float = 0.0
+    target: float | None = None
+    confirm: int = 1
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: RunLog,
+          stop: StopRule, eval_every: int, resume: bool, title: str) -> dict[str, Any]:
+    """Runs ``training`` until ``stop``; evaluates, logs and checkpoints every ``eval_every``.
+
+    Returns:
+        The last evaluation record (with ``solved``, ``updates``, ``wall_seconds``).
+    """
+    ckpt = log.dir / "checkpoint.pt"
+    elapsed, streak = 0.0, 0
+    if resume:
+        state = load_checkpoint(ckpt)
+        training.load_state_dict(state["training"])
+        elapsed, streak = float(state["elapsed"]), int(state["streak"])
+        print(f"resumed {ckpt} at update {training.updates} ({elapsed / 60:.1f} min trained)",
+              file=sys.stderr)
+    start = time.monotonic() - elapsed
+    sums: dict[str, float] = {}
+    count = 0
+    record: dict[str, Any] = {}
+    bar = tqdm(total=stop.max_updates, initial=training.updates, desc=title, unit="upd",
+               dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+    while training.updates < stop.max_updates:
+        stats = training.step()
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        bar.update(1)
+        if training.updates % eval_every and training.updates < stop.max_updates:
+            continue
+        wall = time.monotonic() - start
+        evaluation = evaluate()
+        streak = streak + 1 if stop.target is not None and \
+            evaluation["accuracy"] >= stop.target else 0
+        record = {"updates": training.updates, "wall_seconds": round(wall, 2),
+                  "peak_rss_bytes": peak_rss_bytes(),
+                  **{f"train_{k}": v / max(count, 1) for k, v in sums.items()},
+                  **{f"eval_{k}": v for k, v in evaluation.items()}}
+        log.log(record)
+        sums, count = {}, 0
+        bar.set_postfix(loss=f"{record.get('train_loss', 0):.3g}",
+                        eval_acc=f"{evaluation['accuracy']:.3f}")
+        save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
+                               "streak": streak})
+        solved = stop.target is not None and streak >= stop.confirm
+        out_of_time = stop.max_minutes and wall >= stop.max_minutes * 60
+        if solved or out_of_time:
+            break
+    bar.close()
+    record["solved"] = stop.target is not None and streak >= stop.confirm
+    write_curves(log, title)
+    return record
+
+
+def write_curves(log: RunLog, title: str) -> list[Path]:
+    """Accuracy against updates and against wall minutes, as PNGs beside the log."""
+    records = log.records()
+    for r in records:
+        r["wall_minutes"] = r.get("wall_seconds", 0) / 60
+    return [
+        plot_curves({title: records}, "updates", "eval_accuracy", log.dir / "accuracy.png",
+                    title),
+        plot_curves({title: records}, "wall_minutes", "eval_accuracy",
+                    log.dir / "accuracy_wall.png", title),
+    ]

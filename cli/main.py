@@ -1,0 +1,49 @@
+"""The ``memup`` console script: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli.bench import add_bench_parsers
+from cli.options import HelpFormatter, parse_with_config
+from cli.train import add_train_parsers
+
+EXAMPLES = """examples:
+  memup train tmaze-memory --length 1000 --rollout 20     # phase I on T-Maze-LNR-1000
+  memup train copy --length 120                           # Copy-120
+  memup bench memory --lengths 1000,10000,100000 --json   # bytes stored for backward
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memup", formatter_class=HelpFormatter, epilog=EXAMPLES,
+        description="MemUP: learning very long-term memory by predicting uncertain outcomes.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_parsers(sub)
+    add_bench_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses ``argv`` (default ``sys.argv[1:]``) and runs the chosen command."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_with_config(parser, _leaf_parser(parser, argv), argv)
+    return int(args.run(args) or 0)
+
+
+def _leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the deepest subcommand named in ``argv`` (where ``--config`` applies)."""
+    current = parser
+    for word in argv:
+        actions = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions or word not in actions[0].choices:
+            continue
+        current = actions[0].choices[word]
+    return current
+
+
+if __name__ == "__main__":
+    sys.exit(main())

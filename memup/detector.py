@@ -1,0 +1,126 @@
+"""The surprise detector: EMA copies of memory + predictor, and the marks it produces.
+
+The detector runs its memory over a whole episode without gradient, predicts every step's
+own outcome, and takes the per-step error (squared error or cross-entropy of the true
+label) as that step's surprise. Marking an episode turns surprise into target lists.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from memup.episode import Episode
+from memup.losses import Kind, pointwise_loss
+from memup.memory import Memory
+from memup.stream import same_step_predictions
+from memup.targets import compose, current_step, top_k_future_batch
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
+    """``target ← decay · target + (1 − decay) · source`` for parameters; buffers copied."""
+    for t, s in zip(target.parameters(), source.parameters()):
+        t.mul_(decay).add_(s.detach().to(t.device), alpha=1.0 - decay)
+    for t, s in zip(target.buffers(), source.buffers()):
+        t.copy_(s)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """An exact copy in eval mode with gradients off."""
+    clone = copy.deepcopy(module).eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
+
+
+class SurpriseDetector:
+    """EMA copies of the memory and the predictor, used to score episodes.
+
+    Args:
+        memory: the online memory (copied exactly at start).
+        predictor: the online predictor (copied exactly at start).
+        kind: regression (squared error) or classification (cross-entropy).
+        decay: EMA decay applied by :meth:`update`.
+        chunk: streaming chunk length of the scoring pass.
+        device: where the scoring pass runs.
+    """
+
+    def __init__(self, memory: Memory, predictor: nn.Module, kind: Kind, decay: float,
+                 chunk: int = 512, device: torch.device | str = "cpu") -> None:
+        self.memory = frozen_copy(memory).to(device)
+        self.predictor = frozen_copy(predictor).to(device)
+        self.kind = kind
+        self.decay = decay
+        self.chunk = chunk
+        self.device = device
+
+    def update(self, memory: Memory, predictor: nn.Module) -> None:
+        """One EMA step toward the online networks."""
+        ema_update(self.memory, memory, self.decay)
+        ema_update(self.predictor, predictor, self.decay)
+
+    def score(self, episodes: list[Episode], keep_context: bool = False
+              ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Per-step surprise of each episode (and the EMA context when asked)."""
+        result = same_step_predictions(self.memory, self.predictor, episodes, chunk=self.chunk,
+                                       keep_context=keep_context, device=self.device)
+        surprise = [
+            pointwise_loss(pred, torch.from_numpy(ep.labels), self.kind).numpy()
+            for pred, ep in zip(result.predictions, episodes)
+        ]
+        return surprise, result.contexts
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict(), "predictor": self.predictor.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])
+        self.predictor.load_state_dict(state["predictor"])
+
+
+@dataclass(frozen=True)
+class TargetRule:
+    """How a mark turns surprise into targets.
+
+    Attributes:
+        top_k: K of the time-dependent top-K over k ≥ t (0 for none).
+        current: add the current step as a target.
+        context: store the detector's predictor context on the episode (Copy memory phase).
+    """
+
+    top_k: int = 1
+    current: bool = True
+    context: bool = False
+
+    @property
+    def width(self) -> int:
+        return self.top_k + int(self.current)
+
+
+def mark_episodes(episodes: list[Episode], rule: TargetRule, rng: np.random.Generator,
+                  detector: SurpriseDetector | None = None) -> None:
+    """Scores episodes and stores ``extras["targets"]`` ``[T, width]`` (and context) on each.
+
+    Current-step-only rules need no detector; everything else scores with it.
+    """
+    needs_scores = rule.top_k > 0 or rule.context
+    if needs_scores and detector is None:
+        raise ValueError("a top-K or context rule needs a detector")
+    surprise, contexts = (detector.score(episodes, keep_context=rule.context)
+                          if needs_scores else (None, None))
+    top = top_k_future_batch(surprise, rule.top_k, rng) if rule.top_k > 0 else None
+    for i, ep in enumerate(episodes):
+        parts = []
+        if top is not None:
+            parts.append(top[i])
+            ep.extras["surprise"] = surprise[i].astype(np.float32)
+        if rule.current:
+            parts.append(current_step(len(ep)))
+        ep.extras["targets"] = compose(*parts)
+        if rule.context and contexts is not None:
+            ep.extras["context"] = contexts[i]

@@ -1,0 +1,31 @@
+"""Per-element losses: squared error for real outcomes, cross-entropy for classes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Kind = Literal["regression", "classification"]
+
+
+def pointwise_loss(prediction: torch.Tensor, labels: torch.Tensor, kind: Kind) -> torch.Tensor:
+    """Loss of every element, unreduced: ``[N]``.
+
+    Args:
+        prediction: ``[N]`` values (regression) or ``[N, C]`` logits (classification).
+        labels: ``[N]`` float targets or int class indices.
+        kind: which loss.
+    """
+    if kind == "regression":
+        return (prediction - labels.to(prediction.dtype)) ** 2
+    return F.cross_entropy(prediction, labels.long(), reduction="none")
+
+
+def is_correct(prediction: torch.Tensor, labels: torch.Tensor, kind: Kind,
+               tolerance: float = 0.3) -> torch.Tensor:
+    """``[N]`` bool: within ``tolerance`` (regression, the T-Maze metric) or arg-max hit."""
+    if kind == "regression":
+        return (prediction - labels.to(prediction.dtype)).abs() < tolerance
+    return prediction.argmax(dim=-1) == labels.long()

@@ -1,0 +1,83 @@
+"""The predictor q_φ(y_k | m_t, x_k): reads a memory state and the local features of step k."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from memup.memory import State, TokenEncoder
+
+
+class QuestionPredictor(nn.Module):
+    """T-Maze predictor: ``[m_t ; question(x_k, a_k)] → hidden → ReLU → out``.
+
+    The question embedding is ``Linear(enc(query) → question_dim)`` with ``enc`` the same
+    kind of encoder the memory uses (Linear+ReLU on the observation, action one-hot passed on).
+    """
+
+    uses_context = False
+
+    def __init__(
+        self, memory_dim: int, query_encoder: nn.Module, question_dim: int = 256,
+        hidden: int = 512, out_dim: int = 1,
+    ) -> None:
+        super().__init__()
+        self.query_encoder = query_encoder
+        self.question = nn.Linear(query_encoder.out_dim, question_dim)
+        self.head = nn.Sequential(
+            nn.Linear(memory_dim + question_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
+        )
+        self.out_dim = out_dim
+
+    def forward(
+        self, memory: torch.Tensor, queries: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Predicts y_k for N (m_t, x_k) pairs: memory ``[N, H]``, queries ``[N, Dq]``."""
+        question = self.question(self.query_encoder(queries))
+        out = self.head(torch.cat([memory, question], dim=-1))
+        return out.squeeze(-1) if self.out_dim == 1 else out
+
+
+class ContextPredictor(nn.Module):
+    """Copy predictor with its own local-context LSTM over the target-step inputs.
+
+    ``[emb(x_k) ; m_t ; c_k] → 256 → ReLU → 256 → Dropout → ReLU → classes``, where c_k is
+    the output of a 2-layer LSTM that has read the inputs up to step k. The context tells the
+    head *where* it is (which recall position), the memory *what* to recall.
+    """
+
+    uses_context = True
+
+    def __init__(
+        self, memory_dim: int, vocab: int, classes: int, dim: int = 128, layers: int = 2,
+        dropout: float = 0.1, hidden: int = 256,
+    ) -> None:
+        super().__init__()
+        self.embed = TokenEncoder(vocab, dim)
+        self.context_lstm = nn.LSTM(dim, dim, num_layers=layers, batch_first=True,
+                                    dropout=dropout)
+        self.context_layers = layers
+        self.context_dim = dim
+        self.head = nn.Sequential(
+            nn.Linear(2 * dim + memory_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+            nn.Dropout(dropout), nn.ReLU(), nn.Linear(hidden, classes),
+        )
+        self.out_dim = classes
+
+    def initial_context_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        """Zero state of the context LSTM."""
+        zeros = torch.zeros(self.context_layers, batch, self.context_dim, device=device)
+        return zeros, zeros.clone()
+
+    def context(self, queries: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Runs the context LSTM over ``[B, T]`` tokens; returns ``[B, T, dim]`` and state."""
+        return self.context_lstm(self.embed(queries), state)
+
+    def forward(
+        self, memory: torch.Tensor, queries: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits for N pairs: memory ``[N, H]``, queries ``[N]`` tokens, context ``[N, dim]``."""
+        if context is None:
+            raise ValueError("ContextPredictor needs the local context c_k of every target")
+        return self.head(torch.cat([self.embed(queries), memory, context], dim=-1))
+

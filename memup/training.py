@@ -1,0 +1,227 @@
+"""Single-process MemUP training: the lane sampler, the detector and the updater wired together.
+
+Two protocols (memup-spec A.10):
+
+* :class:`MemoryTraining`: memory and predictor trained jointly on marked targets (T-Maze
+  phase I, Add). One sampler, one optimiser, the detector EMA after every step.
+* :class:`AlternatingTraining`: the Copy protocol. A predictor phase (memory frozen,
+  current-step targets, live context) and a memory phase (predictor frozen, top-K targets,
+  stored EMA context, loss × 0.1) alternate; the EMA copies move once per cycle and are
+  the networks evaluated.
+
+Both are driven by the caller one :meth:`step` at a time and expose ``state_dict`` /
+``load_state_dict`` covering every piece of state that decides the next update (networks,
+EMA copies, optimisers, carried lane states, lanes' episodes, RNGs), so a resumed run takes
+exactly the update it would have taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from memup.detector import SurpriseDetector, TargetRule, mark_episodes
+from memup.networks import TaskNets
+from memup.sampler import EpisodeSource, LaneSampler
+from memup.update import UpdateConfig, Updater
+
+
+@dataclass(frozen=True)
+class WalkConfig:
+    """How lanes walk episodes.
+
+    Attributes:
+        lanes: B, lanes walking side by side.
+        rollout: r, steps per update (the TBPTT window).
+        frequency: f, every f-th step of a rollout (and its last) predicts.
+    """
+
+    lanes: int = 64
+    rollout: int = 20
+    frequency: int = 1
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    return dict(rng.bit_generator.state)
+
+
+def _set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state
+
+
+class MemoryTraining:
+    """Memory + predictor on top-K (+ current step) targets; the detector follows by EMA.
+
+    Args:
+        nets: memory, predictor, outcome kind.
+        source: new episodes (drawn with the caller's RNG, passed as ``rng`` for checkpoints).
+        source_rng: the RNG ``source`` draws from; saved and restored with the run.
+        rule: target rule (RL: top-1 + current step).
+        walk: lanes, rollout, prediction frequency.
+        update: optimiser settings.
+        ema_decay: detector EMA decay per update.
+        seed: seeds the marking RNG.
+        device: compute device.
+    """
+
+    def __init__(self, nets: TaskNets, source: EpisodeSource, source_rng: np.random.Generator,
+                 rule: TargetRule, walk: WalkConfig, update: UpdateConfig,
+                 ema_decay: float = 0.995, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
+        self.nets = nets
+        self.source_rng = source_rng
+        self.mark_rng = np.random.default_rng(seed + 7919)
+        self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, ema_decay,
+                                         device=device)
+        self.sampler = LaneSampler(
+            source, lambda eps: mark_episodes(eps, rule, self.mark_rng, self.detector),
+            walk.lanes, walk.rollout, walk.frequency)
+        self.updater = Updater(nets, update, walk.lanes, self.detector, device)
+
+    @property
+    def updates(self) -> int:
+        return self.updater.updates
+
+    def step(self) -> dict[str, float]:
+        """One update on the next batch of every lane."""
+        return self.updater.step(self.sampler.next_batch())
+
+    def state_dict(self) -> dict:
+        return {
+            "memory": self.nets.memory.state_dict(),
+            "predictor": self.nets.predictor.state_dict(),
+            "detector": self.detector.state_dict(),
+            "updater": self.updater.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "source_rng": _rng_state(self.source_rng),
+            "mark_rng": _rng_state(self.mark_rng),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.nets.memory.load_state_dict(state["memory"])
+        self.nets.predictor.load_state_dict(state["predictor"])
+        self.detector.load_state_dict(state["detector"])
+        self.updater.load_state_dict(state["updater"])
+        self.sampler.load_state_dict(state["sampler"])
+        _set_rng_state(self.source_rng, state["source_rng"])
+        _set_rng_state(self.mark_rng, state["mark_rng"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+@dataclass(frozen=True)
+class AlternatingSchedule:
+    """The Copy protocol's phase lengths and EMA cadence (memup-spec A.10b, C.4).
+
+    Attributes:
+        warmup: predictor-phase updates before the first memory update.
+        memory_updates: memory-phase updates per cycle.
+        predictor_updates: predictor-phase updates per cycle.
+        ema_decay: EMA decay applied once at the start of every cycle.
+        memory_loss_scale: multiplier of the memory-phase loss.
+        top_k: memory-phase targets per state.
+        memory_frequency: memory-phase prediction frequency.
+    """
+
+    warmup: int = 1000
+    memory_updates: int = 1000
+    predictor_updates: int = 1000
+    ema_decay: float = 0.97
+    memory_loss_scale: float = 0.1
+    top_k: int = 10
+    memory_frequency: int = 10
+
+
+class AlternatingTraining:
+    """Copy-task training: predictor and memory phases alternate; EMA nets are the model.
+
+    Args:
+        nets: memory, context predictor, ``classification``.
+        source, source_rng: episodes and the RNG they are drawn with.
+        walk: lanes and rollout (its ``frequency`` is the predictor phase's, normally 1).
+        schedule: phase lengths, EMA cadence, memory-phase targets.
+        lr: Adam learning rate of both optimisers.
+        seed: seeds the marking RNG.
+        device: compute device.
+    """
+
+    def __init__(self, nets: TaskNets, source: EpisodeSource, source_rng: np.random.Generator,
+                 walk: WalkConfig, schedule: AlternatingSchedule, lr: float = 2e-4,
+                 seed: int = 0, device: torch.device | str = "cpu") -> None:
+        self.nets = nets
+        self.schedule = schedule
+        self.source_rng = source_rng
+        self.mark_rng = np.random.default_rng(seed + 7919)
+        self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind,
+                                         schedule.ema_decay, device=device)
+        current = TargetRule(top_k=0, current=True)
+        future = TargetRule(top_k=schedule.top_k, current=False, context=True)
+        self.predictor_sampler = LaneSampler(
+            source, lambda eps: mark_episodes(eps, current, self.mark_rng),
+            walk.lanes, walk.rollout, walk.frequency)
+        self.memory_sampler = LaneSampler(
+            source, lambda eps: mark_episodes(eps, future, self.mark_rng, self.detector),
+            walk.lanes, walk.rollout, schedule.memory_frequency)
+        self.predictor_updater = Updater(
+            nets, UpdateConfig(lr=lr, train_memory=False, live_context=True, ema=False),
+            walk.lanes, None, device)
+        self.memory_updater = Updater(
+            nets, UpdateConfig(lr=lr, train_predictor=False, ema=False,
+                               loss_scale=schedule.memory_loss_scale),
+            walk.lanes, None, device)
+        self.updates = 0
+
+    @property
+    def cycle(self) -> int:
+        return self.schedule.memory_updates + self.schedule.predictor_updates
+
+    def phase(self) -> str:
+        """``"predictor"`` or ``"memory"``: which phase the next update belongs to."""
+        s = self.schedule
+        if self.updates < s.warmup:
+            return "predictor"
+        in_cycle = (self.updates - s.warmup) % self.cycle
+        return "memory" if in_cycle < s.memory_updates else "predictor"
+
+    def step(self) -> dict[str, float]:
+        """One update of the current phase (EMA step at the start of every cycle)."""
+        s = self.schedule
+        if self.updates >= s.warmup and (self.updates - s.warmup) % self.cycle == 0:
+            self.detector.update(self.nets.memory, self.nets.predictor)
+        phase = self.phase()
+        if phase == "memory":
+            stats = self.memory_updater.step(self.memory_sampler.next_batch())
+        else:
+            stats = self.predictor_updater.step(self.predictor_sampler.next_batch())
+        self.updates += 1
+        return {**stats, "memory_phase": float(phase == "memory")}
+
+    def state_dict(self) -> dict:
+        return {
+            "memory": self.nets.memory.state_dict(),
+            "predictor": self.nets.predictor.state_dict(),
+            "detector": self.detector.state_dict(),
+            "predictor_updater": self.predictor_updater.state_dict(),
+            "memory_updater": self.memory_updater.state_dict(),
+            "predictor_sampler": self.predictor_sampler.state_dict(),
+            "memory_sampler": self.memory_sampler.state_dict(),
+            "source_rng": _rng_state(self.source_rng),
+            "mark_rng": _rng_state(self.mark_rng),
+            "torch_rng": torch.get_rng_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.nets.memory.load_state_dict(state["memory"])
+        self.nets.predictor.load_state_dict(state["predictor"])
+        self.detector.load_state_dict(state["detector"])
+        self.predictor_updater.load_state_dict(state["predictor_updater"])
+        self.memory_updater.load_state_dict(state["memory_updater"])
+        self.predictor_sampler.load_state_dict(state["predictor_sampler"])
+        self.memory_sampler.load_state_dict(state["memory_sampler"])
+        _set_rng_state(self.source_rng, state["source_rng"])
+        _set_rng_state(self.mark_rng, state["mark_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.updates = int(state["updates"])

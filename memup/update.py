@@ -1,0 +1,128 @@
+"""One MemUP update: memory over the rollout, predictor on (m_t, x_k) pairs, Adam, EMA, detach."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from memup.detector import SurpriseDetector
+from memup.losses import is_correct, pointwise_loss
+from memup.memory import detach_state, mask_state
+from memup.networks import TaskNets
+from memup.sampler import Batch
+from memup.saved import count_saved_bytes
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """What one update trains and how.
+
+    Attributes:
+        lr: Adam learning rate.
+        clip: global gradient-norm clip of the trained parameters.
+        loss_scale: multiplier of the loss (Copy memory phase: 0.1).
+        skip_below: skip the optimiser step when the loss is below this.
+        train_memory: the memory gets gradients and steps (else it runs frozen, no grad).
+        train_predictor: the predictor steps.
+        live_context: the predictor's context LSTM runs over the slice with carried state
+            (current-step targets); otherwise the context stored on the episode is used.
+        ema: update the detector after every optimiser step.
+        measure_saved: count the bytes stored for backward in every update (activations;
+            parameter storages autograd also keeps are reported apart).
+    """
+
+    lr: float = 5e-4
+    clip: float = 1.0
+    loss_scale: float = 1.0
+    skip_below: float = 0.0
+    train_memory: bool = True
+    train_predictor: bool = True
+    live_context: bool = False
+    ema: bool = True
+    measure_saved: bool = False
+
+
+class Updater:
+    """Holds the optimiser and the lanes' carried state; :meth:`step` trains on one batch."""
+
+    def __init__(self, nets: TaskNets, config: UpdateConfig, lanes: int,
+                 detector: SurpriseDetector | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        self.nets = nets
+        self.config = config
+        self.detector = detector
+        self.device = device
+        params: list[torch.nn.Parameter] = []
+        if config.train_memory:
+            params += list(nets.memory.parameters())
+        if config.train_predictor:
+            params += list(nets.predictor.parameters())
+        self.params = params
+        self.optimizer = torch.optim.Adam(params, lr=config.lr)
+        self.state = nets.memory.initial_state(lanes, device)
+        self.context_state = (nets.predictor.initial_context_state(lanes, device)
+                              if config.live_context else None)
+        self.updates = 0
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """Trains on one batch; returns loss, accuracy, pairs, steps (and saved bytes)."""
+        cfg, memory, predictor = self.config, self.nets.memory, self.nets.predictor
+        batch = batch.to(self.device)
+        keep = ~batch.fresh
+        memory.train(cfg.train_memory)
+        predictor.train(cfg.train_predictor)
+        measure = (count_saved_bytes(self.params) if cfg.measure_saved else nullcontext())
+        with measure as saved:
+            with torch.set_grad_enabled(cfg.train_memory):
+                out, state = memory(batch.inputs, mask_state(self.state, keep))
+            m = out[batch.pair_lane, batch.pair_step]
+            context = batch.pair_context
+            if cfg.live_context:
+                ctx, self.context_state = predictor.context(
+                    batch.queries, mask_state(self.context_state, keep))
+                context = ctx[batch.pair_lane, batch.pair_step]
+                self.context_state = detach_state(self.context_state)
+            pred = predictor(m, batch.pair_queries, context)
+            losses = pointwise_loss(pred, batch.pair_labels, self.nets.kind)
+            loss = losses.mean()
+            stepped = loss.item() >= cfg.skip_below
+            if stepped:
+                memory.zero_grad(set_to_none=True)
+                predictor.zero_grad(set_to_none=True)
+                (loss * cfg.loss_scale).backward()
+        if stepped:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
+            self.optimizer.step()
+            if cfg.ema and self.detector is not None:
+                self.detector.update(memory, predictor)
+        self.state = detach_state(state)
+        self.updates += 1
+        stats = {
+            "loss": loss.item(),
+            "accuracy": is_correct(pred.detach(), batch.pair_labels, self.nets.kind)
+            .float().mean().item(),
+            "pairs": float(len(losses)),
+            "steps": float(batch.steps),
+        }
+        if saved is not None:
+            stats["saved_bytes"] = float(saved.activations)
+            stats["saved_parameter_bytes"] = float(saved.parameters)
+        return stats
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "state": [t.cpu() for t in self.state],
+            "context_state": None if self.context_state is None
+            else [t.cpu() for t in self.context_state],
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.state = tuple(t.to(self.device) for t in state["state"])  # type: ignore[assignment]
+        if state["context_state"] is not None:
+            self.context_state = tuple(t.to(self.device) for t in state["context_state"])
+        self.updates = int(state["updates"])
