@@ -16,7 +16,7 @@ import torch
 from actor.envs.sequence_tasks import RECALL_SYMBOLS, copy_episodes
 from actor.envs.tmaze import random_tmaze_episodes
 from cli.driver import StopRule, drive
-from cli.options import HelpFormatter, add_config_flag, parse_with_config, resolve_device
+from cli.options import HelpFormatter, add_config_flag, resolve_device
 from common.runlog import RunLog
 from memup.detector import TargetRule
 from memup.episode import Episode
