@@ -79,9 +79,12 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     tm.add_argument("--chrono-horizon", type=int, default=-1,
                     help="chrono-initialise the LSTM gate biases for this horizon "
                          "(-1 = the episode length, 0 = PyTorch's default init)")
+    tm.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=True,
+                    help="predictor head also sees m_t ⊙ q_k (--no-interaction: the paper's "
+                         "concat-only head)")
     tm.add_argument("--eval-episodes", type=int, default=100, help="held-out episodes")
     add_common_flags(tm)
-    tm.set_defaults(run=run_tmaze)
+    tm.set_defaults(run=run_tmaze, lr=5e-3)
     cp = tasks.add_parser("copy", help="Copy-N with alternating memory/predictor phases",
                           formatter_class=HelpFormatter, epilog=COPY_EXAMPLES,
                           description="Copy-N (N = blanks + 20): recall 10 symbols after N-20 "
@@ -100,6 +103,8 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--frequency", type=int, default=10, help="memory-phase prediction freq.")
     cp.add_argument("--chrono-horizon", type=int, default=0,
                     help="chrono-initialise the memory LSTM (-1 = length, 0 = off)")
+    cp.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=False,
+                    help="predictor head also sees m_t ⊙ W c_k")
     add_common_flags(cp)
     cp.set_defaults(run=run_copy, lanes=128, lr=2e-4, eval_every=500)
 
@@ -136,7 +141,7 @@ def run_tmaze(args: argparse.Namespace) -> int:
     """T-Maze phase I until the held-out final-step accuracy target (or a limit)."""
     device, log = _setup(args, f"tmaze-{args.mode.lower()}-{args.length}")
     horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
-    nets = tmaze_nets(chrono_horizon=horizon or None)
+    nets = tmaze_nets(chrono_horizon=horizon or None, interaction=args.interaction)
     nets.memory.to(device)
     nets.predictor.to(device)
     source_rng = np.random.default_rng(args.seed)
@@ -164,7 +169,7 @@ def run_copy(args: argparse.Namespace) -> int:
     name = f"{'scattered-' if args.scattered else ''}copy-{args.length}"
     device, log = _setup(args, name)
     horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
-    nets = copy_nets(chrono_horizon=horizon or None)
+    nets = copy_nets(chrono_horizon=horizon or None, interaction=args.interaction)
     nets.memory.to(device)
     nets.predictor.to(device)
     train = copy_episodes(args.train_size, blanks, np.random.default_rng(args.seed),

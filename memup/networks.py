@@ -20,27 +20,29 @@ class TaskNets:
     kind: Kind
 
 
-def tmaze_nets(hidden: int = 256, chrono_horizon: int | None = None) -> TaskNets:
+def tmaze_nets(hidden: int = 256, chrono_horizon: int | None = None,
+               interaction: bool = False) -> TaskNets:
     """T-Maze: obs→64 ReLU ⊕ prev_action(2) ⊕ prev_reward(1) → LSTM; question predictor.
 
     Inputs are ``[obs(3), onehot(prev_a)(2), prev_r(1)]``, queries ``[obs(3), onehot(a)(2)]``.
     """
     memory = Memory(VectorEncoder(3, 3), hidden, chrono_horizon=chrono_horizon)
-    predictor = QuestionPredictor(hidden, VectorEncoder(3, 2), question_dim=256, hidden=512)
+    predictor = QuestionPredictor(hidden, VectorEncoder(3, 2), hidden=512,
+                                  interaction=interaction)
     return TaskNets(memory, predictor, "regression")
 
 
 def copy_nets(hidden: int = 128, vocab: int = 20, classes: int = 10,
-              chrono_horizon: int | None = None) -> TaskNets:
+              chrono_horizon: int | None = None, interaction: bool = False) -> TaskNets:
     """Copy: Embedding(20,128) → LSTM 2×128 (dropout 0.1); predictor with context LSTM."""
     memory = Memory(TokenEncoder(vocab, 128), hidden, layers=2, dropout=0.1,
                     chrono_horizon=chrono_horizon)
-    predictor = ContextPredictor(hidden, vocab, classes)
+    predictor = ContextPredictor(hidden, vocab, classes, interaction=interaction)
     return TaskNets(memory, predictor, "classification")
 
 
 def add_nets(hidden: int = 128, chrono_horizon: int | None = None) -> TaskNets:
     """Add: ``[value, mark, is_last]`` → Linear+ReLU → LSTM; question predictor → sum."""
     memory = Memory(VectorEncoder(3, 0), hidden, chrono_horizon=chrono_horizon)
-    predictor = QuestionPredictor(hidden, VectorEncoder(3, 0), question_dim=64, hidden=256)
+    predictor = QuestionPredictor(hidden, VectorEncoder(3, 0), hidden=256)
     return TaskNets(memory, predictor, "regression")

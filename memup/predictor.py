@@ -9,24 +9,29 @@ from memup.memory import State, TokenEncoder
 
 
 class QuestionPredictor(nn.Module):
-    """T-Maze predictor: ``[m_t ; question(x_k, a_k)] → hidden → ReLU → out``.
+    """T-Maze predictor: ``[m_t ; q_k (; m_t ⊙ q_k)] → hidden → ReLU → out``.
 
-    The question embedding is ``Linear(enc(query) → question_dim)`` with ``enc`` the same
-    kind of encoder the memory uses (Linear+ReLU on the observation, action one-hot passed on).
+    ``q_k`` is the question embedding ``Linear(enc(query) → memory_dim)``, with ``enc`` the
+    same kind of encoder the memory uses (Linear+ReLU on the observation, the action one-hot
+    passed on). The paper's head sees ``[m_t ; q_k]`` only. With ``interaction=True`` it also
+    sees the product ``m_t ⊙ q_k``: in T-Maze the reward is the XOR of the remembered clue and
+    the final action, so neither alone correlates with it and a concat-only head starts on a
+    saddle whose escape time grows with the corridor length; the product term gives the
+    memory a first-order learning signal from the first update.
     """
 
     uses_context = False
 
     def __init__(
-        self, memory_dim: int, query_encoder: nn.Module, question_dim: int = 256,
-        hidden: int = 512, out_dim: int = 1,
+        self, memory_dim: int, query_encoder: nn.Module, hidden: int = 512, out_dim: int = 1,
+        interaction: bool = False,
     ) -> None:
         super().__init__()
         self.query_encoder = query_encoder
-        self.question = nn.Linear(query_encoder.out_dim, question_dim)
-        self.head = nn.Sequential(
-            nn.Linear(memory_dim + question_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
-        )
+        self.question = nn.Linear(query_encoder.out_dim, memory_dim)
+        self.interaction = interaction
+        width = memory_dim * (3 if interaction else 2)
+        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
         self.out_dim = out_dim
 
     def forward(
@@ -34,7 +39,8 @@ class QuestionPredictor(nn.Module):
     ) -> torch.Tensor:
         """Predicts y_k for N (m_t, x_k) pairs: memory ``[N, H]``, queries ``[N, Dq]``."""
         question = self.question(self.query_encoder(queries))
-        out = self.head(torch.cat([memory, question], dim=-1))
+        parts = [memory, question, memory * question] if self.interaction else [memory, question]
+        out = self.head(torch.cat(parts, dim=-1))
         return out.squeeze(-1) if self.out_dim == 1 else out
 
 
@@ -43,23 +49,27 @@ class ContextPredictor(nn.Module):
 
     ``[emb(x_k) ; m_t ; c_k] → 256 → ReLU → 256 → Dropout → ReLU → classes``, where c_k is
     the output of a 2-layer LSTM that has read the inputs up to step k. The context tells the
-    head *where* it is (which recall position), the memory *what* to recall.
+    head *where* it is (which recall position), the memory *what* to recall. Recalling the
+    i-th stored symbol is a selection of memory by position; ``interaction=True`` adds the
+    product ``m_t ⊙ W c_k`` to the head's input so that selection is one layer away.
     """
 
     uses_context = True
 
     def __init__(
         self, memory_dim: int, vocab: int, classes: int, dim: int = 128, layers: int = 2,
-        dropout: float = 0.1, hidden: int = 256,
+        dropout: float = 0.1, hidden: int = 256, interaction: bool = False,
     ) -> None:
         super().__init__()
         self.embed = TokenEncoder(vocab, dim)
+        self.interaction = nn.Linear(dim, memory_dim) if interaction else None
         self.context_lstm = nn.LSTM(dim, dim, num_layers=layers, batch_first=True,
                                     dropout=dropout)
         self.context_layers = layers
         self.context_dim = dim
         self.head = nn.Sequential(
-            nn.Linear(2 * dim + memory_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+            nn.Linear(2 * dim + memory_dim * (2 if interaction else 1), hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden),
             nn.Dropout(dropout), nn.ReLU(), nn.Linear(hidden, classes),
         )
         self.out_dim = classes
@@ -79,5 +89,8 @@ class ContextPredictor(nn.Module):
         """Logits for N pairs: memory ``[N, H]``, queries ``[N]`` tokens, context ``[N, dim]``."""
         if context is None:
             raise ValueError("ContextPredictor needs the local context c_k of every target")
-        return self.head(torch.cat([self.embed(queries), memory, context], dim=-1))
+        parts = [self.embed(queries), memory, context]
+        if self.interaction is not None:
+            parts.append(memory * self.interaction(context))
+        return self.head(torch.cat(parts, dim=-1))
 

@@ -1,0 +1,134 @@
+"""End-to-end tests of the ``memup`` console script, each command a real subprocess.
+
+The independent commands are started in the background by this directory's conftest
+(see ``clijobs.py``); each test waits for the command it checks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from common.checkpoint import load_checkpoint
+from tests.integration.clijobs import HELP, TMAZE, JobSet, run
+
+
+def records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def evaluations(run_dir: Path) -> list[dict]:
+    return [r for r in records(run_dir) if "eval_accuracy" in r]
+
+
+def explain(done: subprocess.CompletedProcess) -> str:
+    return f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("name", list(HELP))
+def test_help(cli_jobs: JobSet, name: str) -> None:
+    done = cli_jobs.result(f"help-{name}")
+    assert done.returncode == 0, explain(done)
+    assert "usage: memup" in done.stdout
+    assert "examples" in done.stdout
+
+
+def test_tmaze_run_writes_its_files(cli_jobs: JobSet) -> None:
+    done = cli_jobs.result("tmaze")
+    assert done.returncode == 0, explain(done)
+    run_dir = cli_jobs.root / "tmaze"
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "accuracy.png"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["length"] == 20 and config["rollout"] == 5 and config["lanes"] == 4
+    assert len(records(run_dir)) == 2
+    evals = evaluations(run_dir)
+    assert [r["updates"] for r in evals] == [3, 6]
+    assert all(0.0 <= r["eval_accuracy"] <= 1.0 for r in evals)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["training"]["updater"]["updates"] == 6
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["updates"] == 6
+
+
+def test_tmaze_rerun_needs_resume_and_resume_continues(cli_jobs: JobSet, tmp_path: Path) -> None:
+    first = cli_jobs.result("tmaze")
+    assert first.returncode == 0, explain(first)
+    run_dir = tmp_path / "run"
+    shutil.copytree(cli_jobs.root / "tmaze", run_dir)
+
+    again = run([*TMAZE, "--run-dir", str(run_dir)], tmp_path)
+    assert again.returncode != 0
+    assert "--resume" in again.stderr
+    assert len(records(run_dir)) == 2  # the refused run touched nothing
+
+    resumed = run([*TMAZE, "--run-dir", str(run_dir), "--resume", "--max-updates", "9"],
+                  tmp_path)
+    assert resumed.returncode == 0, explain(resumed)
+    logged = records(run_dir)
+    assert len(logged) == 3
+    assert [r["updates"] for r in logged] == [3, 6, 9]
+    assert "eval_accuracy" in logged[-1]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["training"]["updater"]["updates"] == 9
+
+
+def test_config_file_sets_values_and_flags_override(cli_jobs: JobSet) -> None:
+    done = cli_jobs.result("config")
+    assert done.returncode == 0, explain(done)
+    run_dir = cli_jobs.root / "config"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["length"] == 20 and config["rollout"] == 5 and config["mode"] == "LN"
+    assert config["max_updates"] == 2 and config["eval_episodes"] == 4
+    assert config["lanes"] == 4  # the flag wins over the file's 3
+    (last,) = evaluations(run_dir)
+    assert last["updates"] == 2
+    # The values were used, not just recorded: 4 lanes × 5 steps × (top-1 + current step).
+    assert last["train_pairs"] == 4 * 5 * 2
+    assert last["train_steps"] == 4 * 5
+
+
+def test_unknown_config_key_is_an_error(cli_jobs: JobSet) -> None:
+    done = cli_jobs.result("unknown")
+    assert done.returncode != 0
+    assert "lenght" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (cli_jobs.root / "bad").exists()
+
+
+def test_copy_run(cli_jobs: JobSet) -> None:
+    done = cli_jobs.result("copy")
+    assert done.returncode == 0, explain(done)
+    run_dir = cli_jobs.root / "copy"
+    evals = evaluations(run_dir)
+    assert [r["updates"] for r in evals] == [4, 8]
+    for r in evals:
+        assert 0.0 <= r["eval_accuracy"] <= 1.0
+        assert 0.0 <= r["eval_online_accuracy"] <= 1.0
+        # Warm-up 2, then memory and predictor phases of 2: each window mixes both phases.
+        assert 0.0 < r["train_memory_phase"] < 1.0
+    assert (run_dir / "checkpoint.pt").is_file()
+
+
+def test_bench_memory_json(cli_jobs: JobSet) -> None:
+    done = cli_jobs.result("bench")
+    assert done.returncode == 0, explain(done)
+    report = json.loads(done.stdout)
+    results = report["results"]
+    assert len(results) == 4
+    keys = {"method", "length", "saved_bytes", "peak_rss_bytes", "seconds_per_update", "status"}
+    for r in results:
+        assert keys <= set(r), r
+        assert r["status"] == "ok", r
+        assert r["saved_bytes"] > 0 and r["peak_rss_bytes"] > 0
+    by = {(r["method"], r["length"]): r for r in results}
+    assert set(by) == {("memup", 200), ("memup", 2000), ("bptt", 200), ("bptt", 2000)}
+    short, long = by["memup", 200]["saved_bytes"], by["memup", 2000]["saved_bytes"]
+    assert abs(long - short) <= 0.1 * short
+    assert by["bptt", 2000]["saved_bytes"] > by["bptt", 200]["saved_bytes"]
+    assert by["bptt", 2000]["saved_bytes"] > long
