@@ -50,8 +50,12 @@ def peak_rss_bytes() -> int:
 
 
 def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: RunLog,
-          stop: StopRule, eval_every: int, resume: bool, title: str) -> dict[str, Any]:
+          stop: StopRule, eval_every: int, resume: bool, title: str,
+          fixed: dict[str, Any]) -> dict[str, Any]:
     """Runs ``training`` until ``stop``; evaluates, logs and checkpoints every ``eval_every``.
+
+    Args:
+        fixed: settings stored in the checkpoint that a resumed run must repeat.
 
     Returns:
         The last evaluation record (with ``solved``, ``updates``, ``wall_seconds``).
@@ -60,6 +64,13 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
     elapsed, streak = 0.0, 0
     if resume:
         state = load_checkpoint(ckpt)
+        changed = {k: (state["fixed"].get(k), v) for k, v in fixed.items()
+                   if state["fixed"].get(k) != v}
+        if changed:
+            raise SystemExit("--resume: these settings differ from the checkpoint's "
+                             "(checkpoint, now): " + ", ".join(
+                                 f"--{k.replace('_', '-')} {a!r} vs {b!r}"
+                                 for k, (a, b) in changed.items()))
         training.load_state_dict(state["training"])
         elapsed, streak = float(state["elapsed"]), int(state["streak"])
         print(f"resumed {ckpt} at update {training.updates} ({elapsed / 60:.1f} min trained)",
@@ -67,7 +78,8 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
     start = time.monotonic() - elapsed
     sums: dict[str, float] = {}
     count = 0
-    record: dict[str, Any] = {}
+    previous = [r for r in log.records() if "updates" in r]
+    record: dict[str, Any] = previous[-1] if previous else {"updates": training.updates}
     bar = tqdm(total=stop.max_updates, initial=training.updates, desc=title, unit="upd",
                dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
     while training.updates < stop.max_updates:
@@ -91,7 +103,7 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
         bar.set_postfix(loss=f"{record.get('train_loss', 0):.3g}",
                         eval_acc=f"{evaluation['accuracy']:.3f}")
         save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
-                               "streak": streak})
+                               "streak": streak, "fixed": fixed})
         solved = stop.target is not None and streak >= stop.confirm
         out_of_time = stop.max_minutes and wall >= stop.max_minutes * 60
         if solved or out_of_time:

@@ -7,6 +7,7 @@ import sys
 
 from cli.bench import add_bench_parsers
 from cli.options import HelpFormatter, parse_with_config
+from cli.plot import add_plot_parser
 from cli.train import add_train_parsers
 
 EXAMPLES = """examples:
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parsers(sub)
     add_bench_parsers(sub)
+    add_plot_parser(sub)
     return parser
 
 

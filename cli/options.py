@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -51,6 +53,8 @@ def parse_with_config(parser: argparse.ArgumentParser, leaf: argparse.ArgumentPa
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    import torch  # here, not at the top: `memup --help` should not pay for importing torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

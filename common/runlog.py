@@ -44,6 +44,12 @@ class RunLog:
 
     def records(self) -> list[dict[str, Any]]:
         """Every record logged so far (also by earlier, resumed processes)."""
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_records(self.dir)
+
+
+def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (empty when there is none yet)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

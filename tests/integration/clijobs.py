@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 MEMUP = [shutil.which("memup")] if shutil.which("memup") else [sys.executable, "-m", "cli.main"]
@@ -42,45 +44,31 @@ threads = 1
 BAD_CONFIG_TOML = "lenght = 20\nrollout = 5\n"
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Runs one ``memup`` command to completion."""
-    return subprocess.run([*MEMUP, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=TIMEOUT, stdin=subprocess.DEVNULL, env=ENV)
-
-
-class Job:
-    """One ``memup`` command running in the background; :meth:`result` waits for it."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.args = args
-        self.proc = subprocess.Popen([*MEMUP, *args], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL, env=ENV)
-        self._done: subprocess.CompletedProcess | None = None
-
-    def result(self) -> subprocess.CompletedProcess:
-        if self._done is None:
-            out, err = self.proc.communicate(timeout=TIMEOUT)
-            self._done = subprocess.CompletedProcess(self.args, self.proc.returncode, out, err)
-        return self._done
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
-
-
 class JobSet:
-    """Every independent command of the CLI tests, started at once in a scratch directory."""
+    """Every command of the CLI tests, run by a few worker threads in a scratch directory.
+
+    Independent commands are queued at once; the T-Maze run, its refused rerun and its
+    resume form one chain (each needs the previous one's files). Each result is a
+    :class:`subprocess.CompletedProcess` (the chain's a dict of them).
+    """
+
+    WORKERS = 3  # commands at a time: overlaps start-ups without crowding two cores
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="memup-cli-"))
         (self.root / "config.toml").write_text(CONFIG_TOML)
         (self.root / "bad.toml").write_text(BAD_CONFIG_TOML)
+        self._procs: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="memup-cli")
         r = self.root
+        # The longest chains first: the benchmark runs four cases one after another.
+        self._futures: dict[str, Future] = {
+            "bench": self._pool.submit(self.run, BENCH),
+            "tmaze": self._pool.submit(self._tmaze_chain),
+        }
         commands = {
-            "bench": BENCH,
-            "tmaze": [*TMAZE, "--run-dir", str(r / "tmaze")],
             "copy": [*COPY, "--run-dir", str(r / "copy")],
             "config": ["train", "tmaze-memory", "--config", str(r / "config.toml"),
                        "--lanes", "4", "--run-dir", str(r / "config")],
@@ -88,13 +76,52 @@ class JobSet:
                         "--run-dir", str(r / "bad")],
             **{f"help-{name}": args for name, args in HELP.items()},
         }
-        self.jobs = {name: Job(args, r) for name, args in commands.items()}
+        for name, args in commands.items():
+            self._futures[name] = self._pool.submit(self.run, args)
 
-    def result(self, name: str) -> subprocess.CompletedProcess:
-        return self.jobs[name].result()
+    def run(self, args: list[str]) -> subprocess.CompletedProcess:
+        """Runs one ``memup`` command to completion (killed by :meth:`close`)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the CLI test jobs were closed")
+            proc = subprocess.Popen([*MEMUP, *args], cwd=self.root, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True,
+                                    stdin=subprocess.DEVNULL, env=ENV)
+            self._procs.add(proc)
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+        return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+    def _tmaze_chain(self) -> dict:
+        """The T-Maze run; then, on a copy of it, a rerun without --resume and a resume."""
+        first = self.run([*TMAZE, "--run-dir", str(self.root / "tmaze")])
+        chain: dict = {"first": first}
+        if first.returncode != 0:
+            return chain
+        resume_dir = self.root / "resume"
+        shutil.copytree(self.root / "tmaze", resume_dir)
+        chain["again"] = self.run([*TMAZE, "--run-dir", str(resume_dir)])
+        chain["metrics_after_refusal"] = (resume_dir / "metrics.jsonl").read_text()
+        chain["resumed"] = self.run([*TMAZE, "--run-dir", str(resume_dir), "--resume",
+                                     "--max-updates", "9"])
+        return chain
+
+    def result(self, name: str):
+        """Waits for the named command (or chain) and returns its result."""
+        return self._futures[name].result(timeout=4 * TIMEOUT)
 
     def close(self) -> None:
         """Stops what still runs (only these jobs' own processes) and removes the files."""
-        for job in self.jobs.values():
-            job.stop()
+        with self._lock:
+            self._closed = True
+            for proc in self._procs:
+                if proc.poll() is None:
+                    proc.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,20 +1,19 @@
 """End-to-end tests of the ``memup`` console script, each command a real subprocess.
 
-The independent commands are started in the background by this directory's conftest
-(see ``clijobs.py``); each test waits for the command it checks.
+The commands are started in the background by this directory's conftest (see
+``clijobs.py``); each test waits for the command it checks.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from common.checkpoint import load_checkpoint
-from tests.integration.clijobs import HELP, TMAZE, JobSet, run
+from tests.integration.clijobs import HELP, JobSet
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -39,7 +38,7 @@ def test_help(cli_jobs: JobSet, name: str) -> None:
 
 
 def test_tmaze_run_writes_its_files(cli_jobs: JobSet) -> None:
-    done = cli_jobs.result("tmaze")
+    done = cli_jobs.result("tmaze")["first"]
     assert done.returncode == 0, explain(done)
     run_dir = cli_jobs.root / "tmaze"
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "accuracy.png"):
@@ -57,19 +56,18 @@ def test_tmaze_run_writes_its_files(cli_jobs: JobSet) -> None:
     assert summary["updates"] == 6
 
 
-def test_tmaze_rerun_needs_resume_and_resume_continues(cli_jobs: JobSet, tmp_path: Path) -> None:
-    first = cli_jobs.result("tmaze")
-    assert first.returncode == 0, explain(first)
-    run_dir = tmp_path / "run"
-    shutil.copytree(cli_jobs.root / "tmaze", run_dir)
+def test_tmaze_rerun_needs_resume_and_resume_continues(cli_jobs: JobSet) -> None:
+    chain = cli_jobs.result("tmaze")
+    assert chain["first"].returncode == 0, explain(chain["first"])
+    run_dir = cli_jobs.root / "resume"  # a copy of the first run's directory
 
-    again = run([*TMAZE, "--run-dir", str(run_dir)], tmp_path)
+    again = chain["again"]
     assert again.returncode != 0
     assert "--resume" in again.stderr
-    assert len(records(run_dir)) == 2  # the refused run touched nothing
+    # The refused run touched nothing.
+    assert chain["metrics_after_refusal"] == (cli_jobs.root / "tmaze" / "metrics.jsonl").read_text()
 
-    resumed = run([*TMAZE, "--run-dir", str(run_dir), "--resume", "--max-updates", "9"],
-                  tmp_path)
+    resumed = chain["resumed"]
     assert resumed.returncode == 0, explain(resumed)
     logged = records(run_dir)
     assert len(logged) == 3

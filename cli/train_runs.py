@@ -1,0 +1,137 @@
+"""The ``memup train`` jobs: build the task, its nets and protocol, and drive them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from actor.envs.sequence_tasks import RECALL_SYMBOLS, copy_episodes
+from actor.envs.tmaze import random_tmaze_episodes
+from cli.driver import StopRule, drive
+from cli.options import resolve_device
+from common.runlog import RunLog
+from memup.detector import TargetRule
+from memup.episode import Episode
+from memup.evaluate import evaluate, final_steps, last_steps
+from memup.networks import copy_nets, tmaze_nets
+from memup.training import AlternatingSchedule, AlternatingTraining, MemoryTraining, WalkConfig
+from memup.update import UpdateConfig
+
+# Settings a resumed run must share with its checkpoint (they shape the nets or the walk).
+TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interaction")
+COPY_FIXED = ("length", "scattered", "lanes", "rollout", "train_size", "warmup",
+              "memory_updates", "predictor_updates", "top_k", "frequency", "chrono_horizon",
+              "interaction")
+
+
+def _setup(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    run_dir = args.run_dir or Path("runs") / f"{name}-s{args.seed}"
+    has_checkpoint = (run_dir / "checkpoint.pt").exists()
+    if has_checkpoint and not args.resume:
+        raise SystemExit(f"{run_dir} already holds a run: add --resume to continue it, or "
+                         "choose another --run-dir")
+    if args.resume and not has_checkpoint:
+        raise SystemExit(f"--resume: {run_dir} has no checkpoint.pt; drop --resume to start "
+                         "a new run there, or point --run-dir at an existing run")
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+              if k != "run"}
+    config.update(device=str(device), torch_threads=torch.get_num_threads(),
+                  started=time.strftime("%Y-%m-%dT%H:%M:%S"), pid=os.getpid())
+    log = RunLog(run_dir, config)
+    print(f"run {run_dir}: {json.dumps(config)}", file=sys.stderr)
+    return device, log
+
+
+def _finish(log: RunLog, record: dict) -> int:
+    verdict = "solved" if record.get("solved") else "not solved"
+    print(json.dumps({"run_dir": str(log.dir), **record}))
+    print(f"{verdict} after {record.get('updates')} updates, "
+          f"{record.get('wall_seconds', 0) / 60:.1f} min; curves in {log.dir}/accuracy.png. "
+          f"Continue with --resume --run-dir {log.dir} and a larger --max-updates.",
+          file=sys.stderr)
+    return 0
+
+
+def run_tmaze(args: argparse.Namespace) -> int:
+    """T-Maze phase I until the held-out final-step accuracy target (or a limit)."""
+    device, log = _setup(args, f"tmaze-{args.mode.lower()}-{args.length}")
+    horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
+    nets = tmaze_nets(chrono_horizon=horizon or None, interaction=args.interaction)
+    nets.memory.to(device)
+    nets.predictor.to(device)
+    source_rng = np.random.default_rng(args.seed)
+    test = random_tmaze_episodes(args.eval_episodes, args.length, args.mode,
+                                 np.random.default_rng(args.seed + 1_000_003))
+    training = MemoryTraining(
+        nets, lambda n: random_tmaze_episodes(n, args.length, args.mode, source_rng),
+        source_rng, TargetRule(top_k=1, current=True),
+        WalkConfig(args.lanes, args.rollout, 1), UpdateConfig(lr=args.lr),
+        ema_decay=args.ema_decay, seed=args.seed, device=device)
+    record = drive(
+        training,
+        lambda: evaluate(nets.memory, nets.predictor, test, final_steps(test), nets.kind,
+                         device=device),
+        log, StopRule(args.max_updates, args.max_minutes, args.target_accuracy, args.confirm),
+        args.eval_every, args.resume, f"T-Maze-{args.mode}-{args.length} r={args.rollout}",
+        {k: getattr(args, k) for k in TMAZE_FIXED})
+    return _finish(log, record)
+
+
+def run_copy(args: argparse.Namespace) -> int:
+    """Copy-N with alternating phases until the recall accuracy target (or a limit)."""
+    blanks = args.length - 2 * RECALL_SYMBOLS
+    if blanks < 1:
+        raise SystemExit(f"--length must exceed {2 * RECALL_SYMBOLS} (10 symbols + 10 markers)")
+    if not 1 <= args.frequency <= args.rollout:
+        raise SystemExit(f"--frequency {args.frequency} must be between 1 and --rollout "
+                         f"{args.rollout}")
+    name = f"{'scattered-' if args.scattered else ''}copy-{args.length}"
+    device, log = _setup(args, name)
+    horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
+    nets = copy_nets(chrono_horizon=horizon or None, interaction=args.interaction)
+    nets.memory.to(device)
+    nets.predictor.to(device)
+    train = copy_episodes(args.train_size, blanks, np.random.default_rng(args.seed),
+                          scattered=args.scattered)
+    test = copy_episodes(args.eval_episodes, blanks,
+                         np.random.default_rng(args.seed + 1_000_003), scattered=args.scattered)
+    source_rng = np.random.default_rng(args.seed + 17)
+
+    def source(n: int) -> list[Episode]:
+        # Fresh Episode records: marks are per walk, the arrays are shared read-only.
+        picks = source_rng.integers(len(train), size=n)
+        return [Episode(train[i].inputs, train[i].queries, train[i].labels) for i in picks]
+
+    schedule = AlternatingSchedule(args.warmup, args.memory_updates, args.predictor_updates,
+                                   args.ema_decay, args.memory_loss_scale, args.top_k,
+                                   args.frequency)
+    training = AlternatingTraining(nets, source, source_rng, WalkConfig(args.lanes, args.rollout,
+                                   1), schedule, lr=args.lr, seed=args.seed, device=device)
+    positions = last_steps(test, RECALL_SYMBOLS)
+
+    def evaluate_both() -> dict[str, float]:
+        ema = evaluate(training.detector.memory, training.detector.predictor, test, positions,
+                       nets.kind, device=device)
+        online = evaluate(nets.memory, nets.predictor, test, positions, nets.kind,
+                          device=device)
+        return {**ema, "online_accuracy": online["accuracy"], "online_loss": online["loss"]}
+
+    log.log({"schedule": asdict(schedule)})
+    record = drive(training, evaluate_both, log,
+                   StopRule(args.max_updates, args.max_minutes, args.target_accuracy,
+                            args.confirm),
+                   args.eval_every, args.resume, f"{name} r={args.rollout}",
+                   {k: getattr(args, k) for k in COPY_FIXED})
+    return _finish(log, record)
