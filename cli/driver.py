@@ -13,7 +13,6 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from common.checkpoint import load_checkpoint, save_checkpoint
-from common.curves import plot_curves
 from common.runlog import RunLog
 
 
@@ -116,6 +115,8 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
 
 def write_curves(log: RunLog, title: str) -> list[Path]:
     """Accuracy against updates and against wall minutes, as PNGs beside the log."""
+    from common.curves import plot_curves  # matplotlib (~30 MB) loads only at the end
+
     records = log.records()
     for r in records:
         r["wall_minutes"] = r.get("wall_seconds", 0) / 60

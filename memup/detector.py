@@ -51,7 +51,7 @@ class SurpriseDetector:
     """
 
     def __init__(self, memory: Memory, predictor: nn.Module, kind: Kind, decay: float,
-                 chunk: int = 512, device: torch.device | str = "cpu") -> None:
+                 chunk: int = 64, device: torch.device | str = "cpu") -> None:
         self.memory = frozen_copy(memory).to(device)
         self.predictor = frozen_copy(predictor).to(device)
         self.kind = kind

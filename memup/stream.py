@@ -41,7 +41,7 @@ def same_step_predictions(
     predictor: nn.Module,
     episodes: list[Episode],
     positions: list[np.ndarray] | None = None,
-    chunk: int = 512,
+    chunk: int = 64,
     keep_context: bool = False,
     device: torch.device | str = "cpu",
 ) -> SameStepResult:
