@@ -73,7 +73,9 @@ def same_step_predictions(
     inputs = [e.inputs for e in episodes]
     queries = [e.queries for e in episodes]
     for start in range(0, int(lengths.max()), chunk):
-        end = min(start + chunk, int(lengths.max()))
+        # Every chunk has the full length (the last one zero-padded): oneDNN caches one
+        # primitive per input shape, so ragged tail chunks would grow memory run after run.
+        end = start + chunk
         x = torch.from_numpy(pad_chunk(inputs, start, end)).to(device)
         out, state = memory(x, state)
         q = torch.from_numpy(pad_chunk(queries, start, end)).to(device)
