@@ -76,6 +76,11 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--scattered", action="store_true", help="Scattered Copy-N")
     cp.add_argument("--train-size", type=int, default=10_000, help="fixed training sequences")
     cp.add_argument("--eval-episodes", type=int, default=1000, help="held-out sequences")
+    cp.add_argument("--schedule", choices=["alternating", "joint"], default="alternating",
+                    help="alternating: the authors' memory/predictor phases; joint: one "
+                         "optimiser on top-K + current-step targets every update")
+    cp.add_argument("--ema-per-update", type=float, default=0.995,
+                    help="joint schedule: detector EMA decay per update")
     cp.add_argument("--warmup", type=int, default=1000, help="predictor-only updates first")
     cp.add_argument("--memory-updates", type=int, default=1000, help="memory phase per cycle")
     cp.add_argument("--predictor-updates", type=int, default=1000,
@@ -83,7 +88,8 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--ema-decay", type=float, default=0.97, help="EMA decay once per cycle")
     cp.add_argument("--memory-loss-scale", type=float, default=0.1)
     cp.add_argument("--top-k", type=int, default=10, help="memory-phase targets per state")
-    cp.add_argument("--frequency", type=int, default=10, help="memory-phase prediction freq.")
+    cp.add_argument("--frequency", type=int, default=10,
+                    help="prediction frequency (memory phase, or every update when joint)")
     cp.add_argument("--chrono-horizon", type=int, default=0,
                     help="chrono-initialise the memory LSTM (-1 = length, 0 = off)")
     cp.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=False,

@@ -27,7 +27,7 @@ from memup.update import UpdateConfig
 
 # Settings a resumed run must share with its checkpoint (they shape the nets or the walk).
 TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interaction")
-COPY_FIXED = ("length", "scattered", "lanes", "rollout", "train_size", "warmup",
+COPY_FIXED = ("length", "scattered", "schedule", "lanes", "rollout", "train_size", "warmup",
               "memory_updates", "predictor_updates", "top_k", "frequency", "chrono_horizon",
               "interaction")
 
@@ -114,11 +114,21 @@ def run_copy(args: argparse.Namespace) -> int:
         picks = source_rng.integers(len(train), size=n)
         return [Episode(train[i].inputs, train[i].queries, train[i].labels) for i in picks]
 
-    schedule = AlternatingSchedule(args.warmup, args.memory_updates, args.predictor_updates,
-                                   args.ema_decay, args.memory_loss_scale, args.top_k,
-                                   args.frequency)
-    training = AlternatingTraining(nets, source, source_rng, WalkConfig(args.lanes, args.rollout,
-                                   1), schedule, lr=args.lr, seed=args.seed, device=device)
+    if args.schedule == "joint":
+        training = MemoryTraining(
+            nets, source, source_rng,
+            TargetRule(top_k=args.top_k, current=True, context=True),
+            WalkConfig(args.lanes, args.rollout, args.frequency),
+            UpdateConfig(lr=args.lr, live_context=True), ema_decay=args.ema_per_update,
+            seed=args.seed, device=device)
+    else:
+        schedule = AlternatingSchedule(args.warmup, args.memory_updates, args.predictor_updates,
+                                       args.ema_decay, args.memory_loss_scale, args.top_k,
+                                       args.frequency)
+        training = AlternatingTraining(nets, source, source_rng,
+                                       WalkConfig(args.lanes, args.rollout, 1), schedule,
+                                       lr=args.lr, seed=args.seed, device=device)
+        log.log({"schedule": asdict(schedule)})
     positions = last_steps(test, RECALL_SYMBOLS)
 
     def evaluate_both() -> dict[str, float]:
@@ -128,7 +138,6 @@ def run_copy(args: argparse.Namespace) -> int:
                           device=device)
         return {**ema, "online_accuracy": online["accuracy"], "online_loss": online["loss"]}
 
-    log.log({"schedule": asdict(schedule)})
     record = drive(training, evaluate_both, log,
                    StopRule(args.max_updates, args.max_minutes, args.target_accuracy,
                             args.confirm),

@@ -33,6 +33,7 @@ class Batch:
         fresh: ``[B]`` bool, the lane starts a new episode at this batch's first step.
         pair_lane, pair_step: ``[N]`` which lane and which step in the slice predicts.
         pair_target: ``[N]`` absolute index of the target step in its episode.
+        pair_local: ``[N]`` the target's step in this slice, or -1 when it lies outside.
         pair_queries: ``[N, ...]`` features of the target steps.
         pair_labels: ``[N]`` outcomes of the target steps.
         pair_context: ``[N, C]`` stored context at the target steps, when episodes carry it.
@@ -45,6 +46,7 @@ class Batch:
     pair_lane: torch.Tensor
     pair_step: torch.Tensor
     pair_target: torch.Tensor
+    pair_local: torch.Tensor
     pair_queries: torch.Tensor
     pair_labels: torch.Tensor
     pair_context: torch.Tensor | None
@@ -106,7 +108,7 @@ class LaneSampler:
         inputs = np.stack([pad_chunk([e.inputs], o, o + r)[0] for e, o in zip(eps, self.offsets)])
         queries = np.stack([pad_chunk([e.queries], o, o + r)[0]
                             for e, o in zip(eps, self.offsets)])
-        lanes, steps, targets, pq, pl, pc = [], [], [], [], [], []
+        lanes, steps, targets, local, pq, pl, pc = [], [], [], [], [], [], []
         has_context = all("context" in e.extras for e in eps)
         total = 0
         for b, (ep, o) in enumerate(zip(eps, self.offsets)):
@@ -119,6 +121,7 @@ class LaneSampler:
             lanes.append(np.full(len(flat), b))
             steps.append(np.repeat(pred - o, width))
             targets.append(flat)
+            local.append(np.where((flat >= o) & (flat < end), flat - o, -1))
             pq.append(ep.queries[flat])
             pl.append(ep.labels[flat])
             if has_context:
@@ -131,6 +134,7 @@ class LaneSampler:
             pair_lane=torch.from_numpy(np.concatenate(lanes)).long(),
             pair_step=torch.from_numpy(np.concatenate(steps)).long(),
             pair_target=torch.from_numpy(np.concatenate(targets)).long(),
+            pair_local=torch.from_numpy(np.concatenate(local)).long(),
             pair_queries=torch.from_numpy(np.concatenate(pq)),
             pair_labels=torch.from_numpy(np.concatenate(pl)),
             pair_context=torch.from_numpy(np.concatenate(pc)) if has_context else None,

@@ -27,7 +27,8 @@ class UpdateConfig:
         train_memory: the memory gets gradients and steps (else it runs frozen, no grad).
         train_predictor: the predictor steps.
         live_context: the predictor's context LSTM runs over the slice with carried state
-            (current-step targets); otherwise the context stored on the episode is used.
+            and gives the context of targets inside the slice (so it trains); targets
+            beyond the slice use the context stored on the episode by the mark.
         ema: update the detector after every optimiser step.
         measure_saved: count the bytes stored for backward in every update (activations;
             parameter storages autograd also keeps are reported apart).
@@ -82,7 +83,7 @@ class Updater:
             if cfg.live_context:
                 ctx, self.context_state = predictor.context(
                     batch.queries, mask_state(self.context_state, keep))
-                context = ctx[batch.pair_lane, batch.pair_step]
+                context = _mix_context(ctx, batch)
                 self.context_state = detach_state(self.context_state)
             pred = predictor(m, batch.pair_queries, context)
             losses = pointwise_loss(pred, batch.pair_labels, self.nets.kind)
@@ -126,3 +127,15 @@ class Updater:
         if state["context_state"] is not None:
             self.context_state = tuple(t.to(self.device) for t in state["context_state"])
         self.updates = int(state["updates"])
+
+
+def _mix_context(live: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Live context for targets inside the slice, the stored one for targets beyond it."""
+    inside = batch.pair_local >= 0
+    picked = live[batch.pair_lane, batch.pair_local.clamp(min=0)]
+    if bool(inside.all()):
+        return picked
+    if batch.pair_context is None:
+        raise ValueError("targets beyond the slice need a stored context: mark the episodes "
+                         "with TargetRule(context=True)")
+    return torch.where(inside[:, None], picked, batch.pair_context.to(picked.dtype))
