@@ -15,9 +15,9 @@ TMAZE_EXAMPLES = """examples:
 """
 
 COPY_EXAMPLES = """examples:
-  memup train copy --length 120 --rollout 20
-  memup train copy --length 1020 --rollout 20 --max-minutes 60
-  memup train copy --config configs/copy_120.toml
+  memup train copy --config configs/copy_120.toml          # our joint schedule
+  memup train copy --config configs/copy_1020.toml --max-minutes 60
+  memup train copy --length 120 --schedule alternating --lr 2e-4 --no-interaction
 """
 
 
