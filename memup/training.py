@@ -18,6 +18,7 @@ exactly the update it would have taken.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,31 @@ def _set_rng_state(rng: np.random.Generator, state: dict) -> None:
     rng.bit_generator.state = state
 
 
-class MemoryTraining:
+class _Checkpointable:
+    """Checkpoint logic shared by the protocols: every stateful part, plus the RNGs."""
+
+    source_rng: np.random.Generator
+    mark_rng: np.random.Generator
+
+    def _parts(self) -> dict[str, Any]:
+        """Name → object with ``state_dict`` / ``load_state_dict``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        state = {name: part.state_dict() for name, part in self._parts().items()}
+        state.update(source_rng=_rng_state(self.source_rng), mark_rng=_rng_state(self.mark_rng),
+                     torch_rng=torch.get_rng_state())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, part in self._parts().items():
+            part.load_state_dict(state[name])
+        _set_rng_state(self.source_rng, state["source_rng"])
+        _set_rng_state(self.mark_rng, state["mark_rng"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+class MemoryTraining(_Checkpointable):
     """Memory + predictor on top-K (+ current step) targets; the detector follows by EMA.
 
     Args:
@@ -88,27 +113,9 @@ class MemoryTraining:
         """One update on the next batch of every lane."""
         return self.updater.step(self.sampler.next_batch())
 
-    def state_dict(self) -> dict:
-        return {
-            "memory": self.nets.memory.state_dict(),
-            "predictor": self.nets.predictor.state_dict(),
-            "detector": self.detector.state_dict(),
-            "updater": self.updater.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "source_rng": _rng_state(self.source_rng),
-            "mark_rng": _rng_state(self.mark_rng),
-            "torch_rng": torch.get_rng_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.nets.memory.load_state_dict(state["memory"])
-        self.nets.predictor.load_state_dict(state["predictor"])
-        self.detector.load_state_dict(state["detector"])
-        self.updater.load_state_dict(state["updater"])
-        self.sampler.load_state_dict(state["sampler"])
-        _set_rng_state(self.source_rng, state["source_rng"])
-        _set_rng_state(self.mark_rng, state["mark_rng"])
-        torch.set_rng_state(state["torch_rng"])
+    def _parts(self) -> dict[str, Any]:
+        return {"memory": self.nets.memory, "predictor": self.nets.predictor,
+                "detector": self.detector, "updater": self.updater, "sampler": self.sampler}
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ class AlternatingSchedule:
     memory_frequency: int = 10
 
 
-class AlternatingTraining:
+class AlternatingTraining(_Checkpointable):
     """Copy-task training: predictor and memory phases alternate; EMA nets are the model.
 
     Args:
@@ -198,30 +205,16 @@ class AlternatingTraining:
         self.updates += 1
         return {**stats, "memory_phase": float(phase == "memory")}
 
+    def _parts(self) -> dict[str, Any]:
+        return {"memory": self.nets.memory, "predictor": self.nets.predictor,
+                "detector": self.detector, "predictor_updater": self.predictor_updater,
+                "memory_updater": self.memory_updater,
+                "predictor_sampler": self.predictor_sampler,
+                "memory_sampler": self.memory_sampler}
+
     def state_dict(self) -> dict:
-        return {
-            "memory": self.nets.memory.state_dict(),
-            "predictor": self.nets.predictor.state_dict(),
-            "detector": self.detector.state_dict(),
-            "predictor_updater": self.predictor_updater.state_dict(),
-            "memory_updater": self.memory_updater.state_dict(),
-            "predictor_sampler": self.predictor_sampler.state_dict(),
-            "memory_sampler": self.memory_sampler.state_dict(),
-            "source_rng": _rng_state(self.source_rng),
-            "mark_rng": _rng_state(self.mark_rng),
-            "torch_rng": torch.get_rng_state(),
-            "updates": self.updates,
-        }
+        return {**super().state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
-        self.nets.memory.load_state_dict(state["memory"])
-        self.nets.predictor.load_state_dict(state["predictor"])
-        self.detector.load_state_dict(state["detector"])
-        self.predictor_updater.load_state_dict(state["predictor_updater"])
-        self.memory_updater.load_state_dict(state["memory_updater"])
-        self.predictor_sampler.load_state_dict(state["predictor_sampler"])
-        self.memory_sampler.load_state_dict(state["memory_sampler"])
-        _set_rng_state(self.source_rng, state["source_rng"])
-        _set_rng_state(self.mark_rng, state["mark_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        super().load_state_dict(state)
         self.updates = int(state["updates"])
