@@ -55,12 +55,15 @@ def _setup(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
 
 
 def _finish(log: RunLog, record: dict) -> int:
-    verdict = "solved" if record.get("solved") else "not solved"
     print(json.dumps({"run_dir": str(log.dir), **record}))
-    print(f"{verdict} after {record.get('updates')} updates, "
-          f"{record.get('wall_seconds', 0) / 60:.1f} min; curves in {log.dir}/accuracy.png. "
-          f"Continue with --resume --run-dir {log.dir} and a larger --max-updates.",
-          file=sys.stderr)
+    summary = (f"after {record.get('updates')} updates, "
+               f"{record.get('wall_seconds', 0) / 60:.1f} min; curves in {log.dir}/accuracy.png")
+    if record.get("solved"):
+        print(f"solved {summary}; the trained networks are in {log.dir}/checkpoint.pt",
+              file=sys.stderr)
+    else:
+        print(f"not solved {summary}. Continue with: --resume --run-dir {log.dir} and a "
+              "larger --max-updates or --max-minutes", file=sys.stderr)
     return 0
 
 
