@@ -1,0 +1,399 @@
+"""The wire schema: every message that crosses a process boundary, and its msgpack codec.
+
+The only module that imports msgpack; nothing on the wire is ever pickled. A frame is one
+map ``{"v": SCHEMA_VERSION, "k": KIND, <field>: <value>, ...}`` with exactly the fields of
+its kind, in declaration order (``return_`` travels as ``"return"``). An array travels as
+``{"dtype": name, "shape": [...], "data": raw bytes}``: C order, little-endian, a dtype from
+:data:`DTYPES`. Decoding never runs code and never trusts a size the peer states. Any change
+to a message bumps :data:`SCHEMA_VERSION`; receivers reject other versions, never guess.
+
+A sender calls ``encode(msg)``; a receiver calls ``decode(frame, limit)`` inside
+``except WireError as exc``, counts ``exc.reason``, dead-letters the frame and goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, get_args, get_type_hints
+
+import msgpack
+import numpy as np
+
+from common.errors import (
+    DisallowedDtype,
+    FrameTooLarge,
+    MalformedFrame,
+    SchemaVersionError,
+    UnknownKind,
+)
+from common.keys import validate_id
+
+SCHEMA_VERSION = 1
+"""Bumped on every change to any message; both sides of a hop must agree."""
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+"""Frames above this are rejected before unpacking (a 128-step Two-Colors fragment: 2.8 MB)."""
+_DTYPE_NAMES = "uint8 int8 int16 int32 int64 float16 float32 float64 bool".split()
+DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in _DTYPE_NAMES}
+"""The array dtypes allowed on the wire, by wire name, as the little-endian dtype they decode to."""
+MAX_NDIM = 32
+
+# ---------------------------------------------------------------- message kinds
+# Each kind validates itself in __post_init__ (ValueError), so a message that was built or
+# decoded is always consistent; decode() reports a failed check as MalformedFrame.
+
+
+@dataclass(frozen=True, eq=False)
+class Fragment:
+    """A contiguous run of steps of one episode, as an actor publishes it."""
+
+    KIND: ClassVar[str] = "fragment"
+    run: str  #: the run id
+    actor: str  #: id of the publishing actor
+    episode: str  #: the episode id, unique within the run
+    index: int  #: the fragment's number within the episode, from 0
+    first_step: int  #: the episode step of the fragment's first row
+    #: one row per step, all of one length, e.g. ``observations`` uint8 ``[n, 3, 64, 112]``,
+    #: ``actions`` int64 ``[n]``, ``rewards`` float32 ``[n]``, ``dones`` bool ``[n]``
+    arrays: dict[str, np.ndarray]
+    policy_version: int  #: version of the policy weights that acted (0 without a policy)
+    final: bool  #: whether this is the episode's last fragment
+
+    def __post_init__(self) -> None:
+        _check(self, ids=("run", "actor", "episode"),
+               counts=("index", "first_step", "policy_version"))
+        _one_row_per_step(self, "arrays")
+
+
+@dataclass(frozen=True)
+class EpisodeDone:
+    """The "episode complete" entry an actor adds to the episodes stream."""
+
+    KIND: ClassVar[str] = "episode_done"
+    episode: str  #: the episode id
+    actor: str  #: id of the actor that played it
+    length: int  #: number of steps (>= 1)
+    return_: float  #: the undiscounted sum of rewards
+    policy_version: int  #: version of the policy weights that acted (0 without a policy)
+    fragments: int  #: how many fragments hold the episode (>= 1)
+
+    def __post_init__(self) -> None:
+        _check(self, ids=("episode", "actor"), counts=("policy_version",))
+        if self.length < 1 or self.fragments < 1:
+            raise ValueError(f"EpisodeDone needs length and fragments >= 1, got {self.length} "
+                             f"and {self.fragments}")
+
+
+@dataclass(frozen=True, eq=False)
+class Mark:
+    """The scorer's output for one episode."""
+
+    KIND: ClassVar[str] = "mark"
+    episode: str  #: the episode id
+    surprise: np.ndarray  #: ``[T]`` float32 surprise of every step
+    #: ``[T, K]`` int32/int64: for every step t, the K steps k >= t it learns to predict
+    targets: np.ndarray
+    scorer_version: int  #: version of the detector weights that scored the episode
+
+    def __post_init__(self) -> None:
+        _check(self, ids=("episode",), counts=("scorer_version",))
+        s, t = self.surprise, self.targets
+        if (s.dtype != np.float32 or s.ndim != 1 or t.dtype not in (np.int32, np.int64)
+                or t.ndim != 2 or len(t) != len(s)):
+            raise ValueError(f"Mark needs surprise float32 [T] and targets int32/int64 [T, K], "
+                             f"got {s.dtype} {s.shape} and {t.dtype} {t.shape}")
+        # Checked here so that a bad peer cannot plant an IndexError deep in segment batching.
+        if t.size and (t.min() < 0 or t.max() >= len(s)):
+            raise ValueError(f"Mark.targets must index steps 0..{len(s) - 1}")
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """A learner's self-contained request for the next segment of one lane."""
+
+    KIND: ClassVar[str] = "segment_request"
+    lane: int  #: the lane, 0..B-1
+    episode: str | None  #: the lane's episode, or None for "a new episode" (then offset 0)
+    offset: int  #: the episode step the requested segment starts at
+    credit: int  #: how many more segments the learner is ready to receive
+    acks: list[str]  #: ids of the segments trained on since the lane's last request
+
+    def __post_init__(self) -> None:
+        _check(self, ids=() if self.episode is None else ("episode",),
+               counts=("lane", "offset", "credit"))
+        if self.episode is None and self.offset != 0:
+            raise ValueError("SegmentRequest for a new episode must have offset 0")
+        for ack in self.acks:
+            validate_id(ack, "SegmentRequest.acks item")
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """``r`` consecutive steps of one episode plus the marked targets of its steps."""
+
+    KIND: ClassVar[str] = "segment"
+    segment_id: str  #: the id the learner acks once it has trained on the segment
+    lane: int  #: the lane that asked for it
+    episode: str  #: the episode id
+    offset: int  #: the episode step of the segment's first row
+    arrays: dict[str, np.ndarray]  #: the segment's steps, one row per step
+    #: the targets of those steps, e.g. ``indices`` ``[r, K]`` and the target steps' features
+    targets: dict[str, np.ndarray]
+    policy_version: int  #: version of the policy weights that played the episode
+
+    def __post_init__(self) -> None:
+        _check(self, ids=("segment_id", "episode"), counts=("lane", "offset", "policy_version"))
+        _one_row_per_step(self, "arrays")
+
+
+@dataclass(frozen=True)
+class WeightsAnnouncement:
+    """Newly published weights; the bytes themselves live in Redis under ``weights:{name}``."""
+
+    KIND: ClassVar[str] = "weights"
+    name: str  #: which weights, e.g. ``detector`` or ``policy``
+    version: int  #: increases with every publication
+    sha256: str  #: lowercase hex digest of the safetensors bytes
+    nbytes: int  #: size of the safetensors bytes
+
+    def __post_init__(self) -> None:
+        _check(self, ids=("name",), counts=("version", "nbytes"))
+        if re.fullmatch(r"[0-9a-f]{64}", self.sha256) is None:
+            raise ValueError("WeightsAnnouncement.sha256 must be 64 lowercase hex digits")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A liveness signal of one replica of a role."""
+
+    KIND: ClassVar[str] = "heartbeat"
+    role: str  #: ``actor``, ``scorer`` or ``learner``
+    replica: str  #: the replica's stable id, e.g. ``"1"``
+    time: float  #: the sender's wall clock, seconds since the epoch
+
+    def __post_init__(self) -> None:
+        _check(self, ids=("role", "replica"))
+
+
+Message = Fragment | EpisodeDone | Mark | SegmentRequest | Segment | WeightsAnnouncement | Heartbeat
+KINDS: dict[str, type[Message]] = {cls.KIND: cls for cls in get_args(Message)}
+"""Every message class by its ``KIND``."""
+
+
+def _check(msg: object, ids: tuple[str, ...], counts: tuple[str, ...] = ()) -> None:
+    """Validates the id fields (see :func:`common.keys.validate_id`) and the counts (>= 0)."""
+    for name in ids:
+        validate_id(getattr(msg, name), f"{type(msg).__name__}.{name}")
+    for name in counts:
+        if getattr(msg, name) < 0:
+            raise ValueError(f"{type(msg).__name__}.{name} must be >= 0, got {getattr(msg, name)}")
+
+
+def _one_row_per_step(msg: object, name: str) -> None:
+    shapes = {key: np.shape(a) for key, a in getattr(msg, name).items()}
+    if len({s[:1] for s in shapes.values()}) > 1 or any(not s for s in shapes.values()):
+        raise ValueError(f"{type(msg).__name__}.{name} must hold one row per step, all of one "
+                         f"length; got shapes {str(shapes)[:200]}")
+
+
+# ---------------------------------------------------------------- field codecs
+# The same rules on both sides: a broken one is a TypeError when encoding (a bug here) and a
+# MalformedFrame when decoding (a bad peer).
+
+_SCALARS: dict[type, tuple[type, ...]] = {
+    str: (str,),
+    int: (int,),  # exact types: a bool never passes for an int
+    float: (float, int),  # peers in other languages may write 1.0 as 1
+    bool: (bool,),
+}
+
+
+def _enc_array(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{where} must be a numpy array, got {type(value).__name__}")
+    wire_dtype = DTYPES.get(value.dtype.name)
+    if wire_dtype is None or value.dtype.kind not in "biuf":
+        raise DisallowedDtype(f"{where}: dtype {value.dtype} is not allowed on the wire; "
+                              f"use one of {sorted(DTYPES)}")
+    # No copy when the array already is little-endian and C-contiguous, the common case.
+    value = np.asarray(value, dtype=wire_dtype, order="C")  # (ascontiguousarray makes 0-d 1-d)
+    return {"dtype": value.dtype.name, "shape": list(value.shape), "data": value.data}
+
+
+def _dec_array(value: Any, where: str) -> np.ndarray:
+    if type(value) is not dict or value.keys() != {"dtype", "shape", "data"}:
+        raise MalformedFrame(f"{where}: expected an array map with dtype, shape and data")
+    name, shape, data = value["dtype"], value["shape"], value["data"]
+    if type(name) is not str or type(shape) is not list or type(data) is not bytes:
+        raise MalformedFrame(f"{where}: array dtype must be str, shape a list, data bytes")
+    dtype = DTYPES.get(name)
+    if dtype is None:
+        raise DisallowedDtype(f"{where}: dtype {name[:20]!r} is not allowed on the wire")
+    if len(shape) > MAX_NDIM or any(type(d) is not int or d < 0 for d in shape):
+        raise MalformedFrame(f"{where}: shape must be at most {MAX_NDIM} ints >= 0")
+    count = math.prod(shape)  # Python ints: no overflow, whatever the peer claims
+    if count * dtype.itemsize != len(data):
+        raise MalformedFrame(f"{where}: shape {shape} of {name} needs "
+                             f"{count * dtype.itemsize} bytes, the frame has {len(data)}")
+    try:
+        array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    except (ValueError, OverflowError) as exc:  # e.g. a zero-size shape with a huge dim
+        raise MalformedFrame(f"{where}: unusable shape: {exc}") from exc
+    # Only bytes 0 and 1 are booleans; anything else would make comparisons misbehave.
+    if dtype.kind == "b" and count and np.frombuffer(data, np.uint8).max() > 1:
+        raise MalformedFrame(f"{where}: bool array holds bytes other than 0 and 1")
+    return array
+
+
+def _leaf(base: type, value: Any, where: str, peer: bool) -> Any:
+    if base is np.ndarray:
+        return _dec_array(value, where) if peer else _enc_array(value, where)
+    if not peer and isinstance(value, np.generic):
+        value = value.item()  # numpy scalars are not msgpack types
+    if type(value) not in _SCALARS[base]:
+        error = MalformedFrame if peer else TypeError
+        raise error(f"{where}: expected {base.__name__}, got {type(value).__name__}")
+    return base(value)
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One field of a message kind: ``base`` held once, optionally, in a list or in a map."""
+
+    name: str
+    wire: str
+    base: type
+    container: str  # "one", "optional", "list" or "map" (with str keys)
+
+    def convert(self, value: Any, where: str, peer: bool) -> Any:
+        """Checks a value and converts it to the wire (``peer=False``) or from it."""
+        error = MalformedFrame if peer else TypeError
+        if self.container == "list":
+            if type(value) is not list and (peer or type(value) is not tuple):
+                raise error(f"{where}: expected a list, got {type(value).__name__}")
+            return [_leaf(self.base, v, f"{where}[{i}]", peer) for i, v in enumerate(value)]
+        if self.container == "map":
+            if type(value) is not dict:
+                raise error(f"{where}: expected a map, got {type(value).__name__}")
+            return {_leaf(str, k, f"{where} key", peer):
+                    _leaf(self.base, v, f"{where}[{k!r:.40}]", peer) for k, v in value.items()}
+        if value is None and self.container == "optional":
+            return None
+        return _leaf(self.base, value, where, peer)
+
+
+# Annotations that hold a scalar or an array in a container, as (base, container).
+_CONTAINERS: dict[object, tuple[type, str]] = {
+    str | None: (str, "optional"),
+    list[str]: (str, "list"),
+    dict[str, np.ndarray]: (np.ndarray, "map"),
+}
+
+
+def _schema(cls: type) -> tuple[_Field, ...]:
+    # Derived from the dataclass annotations, so a message's fields are declared exactly once.
+    hints = get_type_hints(cls)
+    fields = []
+    for f in dataclasses.fields(cls):
+        base, container = _CONTAINERS.get(hints[f.name], (hints[f.name], "one"))
+        if base not in _SCALARS and base is not np.ndarray:  # a new annotation needs a codec
+            raise TypeError(f"{cls.__name__}.{f.name}: no wire codec for {hints[f.name]}")
+        fields.append(_Field(f.name, f.name.rstrip("_"), base, container))
+    return tuple(fields)
+
+
+_SCHEMAS: dict[type, tuple[_Field, ...]] = {cls: _schema(cls) for cls in KINDS.values()}
+
+
+# ---------------------------------------------------------------- encode / decode
+
+
+def encode(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
+    """Encodes one message as a frame.
+
+    Args:
+        msg: any message kind of this module.
+        max_frame_bytes: refuse to produce a frame that receivers with this limit would reject.
+
+    Returns:
+        The frame.
+
+    Raises:
+        TypeError: ``msg`` is not a message, or a field has the wrong type.
+        DisallowedDtype: an array's dtype is not in :data:`DTYPES`.
+        FrameTooLarge: the frame exceeds ``max_frame_bytes``.
+    """
+    fields = _SCHEMAS.get(type(msg))
+    if fields is None:
+        raise TypeError(f"not a wire message: {type(msg).__name__}")
+    body: dict[str, Any] = {"v": SCHEMA_VERSION, "k": msg.KIND}
+    for f in fields:
+        body[f.wire] = f.convert(getattr(msg, f.name), f"{msg.KIND}.{f.wire}", peer=False)
+    frame = msgpack.packb(body, use_bin_type=True)
+    if len(frame) > max_frame_bytes:
+        raise FrameTooLarge(f"{msg.KIND} frame of {len(frame)} bytes exceeds the limit of "
+                            f"{max_frame_bytes}: send less per message or raise both limits")
+    return frame
+
+
+def decode(frame: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Message:
+    """Decodes one frame from a peer, trusting nothing in it.
+
+    Arrays come back read-only and without a per-element copy: views (``np.frombuffer``)
+    over the bytes msgpack unpacked.
+
+    Args:
+        frame: the frame (``bytes``, ``bytearray`` or ``memoryview``).
+        max_frame_bytes: frames larger than this are rejected before unpacking.
+
+    Returns:
+        The message.
+
+    Raises:
+        FrameTooLarge: the frame is larger than ``max_frame_bytes``.
+        MalformedFrame: not msgpack, not a map, a field missing, unknown or of the wrong type,
+            array sizes that do not add up, or values the message class rejects.
+        SchemaVersionError: the frame's schema version is not :data:`SCHEMA_VERSION`.
+        UnknownKind: the frame's kind is none of :data:`KINDS`.
+        DisallowedDtype: an array's dtype is not in :data:`DTYPES`.
+    """
+    size = memoryview(frame).nbytes
+    if size > max_frame_bytes:
+        raise FrameTooLarge(f"frame of {size} bytes exceeds the limit of {max_frame_bytes} bytes")
+    try:
+        # msgpack allocates a container of the declared length before reading its items, so
+        # every length is bounded by what the frame could actually hold (>= 1 byte per item).
+        body = msgpack.unpackb(
+            frame, raw=False, strict_map_key=True, use_list=True, max_bin_len=size,
+            max_str_len=size, max_array_len=size, max_map_len=size // 2, max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises ValueError, FormatError, StackError, ... on bad input
+        raise MalformedFrame(f"not msgpack: {type(exc).__name__}: {str(exc)[:100]}") from exc
+    if type(body) is not dict:
+        raise MalformedFrame(f"frame is a msgpack {type(body).__name__}, not a map")
+    version = body.pop("v", None)
+    if type(version) is not int:
+        raise MalformedFrame("frame has no integer schema version 'v'")
+    if version != SCHEMA_VERSION:
+        older = "this process" if version > SCHEMA_VERSION else "the sender"
+        raise SchemaVersionError(f"frame has wire schema version {version}, this process speaks "
+                                 f"{SCHEMA_VERSION}: upgrade {older} so both sides match")
+    kind = body.pop("k", None)
+    if type(kind) is not str:
+        raise MalformedFrame("frame has no string kind 'k'")
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise UnknownKind(f"unknown message kind {kind[:40]!r}; known: {sorted(KINDS)}")
+    values = {}
+    for f in _SCHEMAS[cls]:
+        if f.wire not in body:
+            raise MalformedFrame(f"{kind} frame lacks field {f.wire!r}")
+        values[f.name] = f.convert(body.pop(f.wire), f"{kind}.{f.wire}", peer=True)
+    if body:
+        raise MalformedFrame(f"{kind} frame has unknown fields {[repr(k)[:40] for k in body][:5]}")
+    try:
+        return cls(**values)
+    except ValueError as exc:  # the message's own validation: ids, ranges, shapes
+        raise MalformedFrame(f"{kind}: {exc}") from exc
