@@ -78,8 +78,7 @@ def fragments_key(run: str, episode: str) -> str:
 
 
 def episodes_stream(run: str) -> str:
-    """Stream with one small entry per completed episode, read by :data:`SCORERS_GROUP`
-    and :data:`PPO_GROUP`."""
+    """Stream with one entry per completed episode, read by the scorers and ppo groups."""
     return f"{prefix(run)}episodes"
 
 
@@ -123,8 +122,11 @@ def consumer_name(role: str, replica: int | str) -> str:
 
 
 def scorer_endpoint_key(run: str, replica: int | str) -> str:
-    """Key (with a heartbeat TTL) holding the ZeroMQ endpoint ``tcp://host:port`` that
-    the segment server of scorer ``replica`` advertises to learners."""
+    """Key (with a heartbeat TTL) holding the segment-server endpoint of scorer ``replica``.
+
+    The value is the ZeroMQ endpoint the scorer advertises, ``tcp://host:port``; learners
+    find every key with :func:`scorer_endpoints_pattern` and connect to each.
+    """
     return f"{prefix(run)}endpoint:{consumer_name('scorer', replica)}"
 
 
