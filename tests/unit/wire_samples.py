@@ -1,0 +1,104 @@
+"""Sample messages and frame helpers shared by the wire tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+
+from common.errors import (
+    WireError,
+)
+from common.wire import (
+    EpisodeDone,
+    Fragment,
+    Heartbeat,
+    Mark,
+    Segment,
+    SegmentRequest,
+    WeightsAnnouncement,
+    decode,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHA = "ab" * 32
+
+
+def fragment(steps: int = 4, seed: int = 0) -> Fragment:
+    rng = np.random.default_rng(seed)
+    return Fragment(
+        run="run-1", actor="actor-0", episode="ep-7", index=2, first_step=256,
+        arrays={
+            "observations": rng.integers(0, 256, (steps, 3, 4, 5), dtype=np.uint8),
+            "actions": rng.integers(0, 3, steps, dtype=np.int64),
+            "rewards": rng.standard_normal(steps).astype(np.float32),
+            "dones": np.arange(steps) == steps - 1,
+        },
+        policy_version=11, final=True,
+    )
+
+
+def one_of_each() -> list[Any]:
+    rng = np.random.default_rng(1)
+    return [
+        fragment(),
+        EpisodeDone(episode="ep-7", actor="actor-0", length=300, return_=-1.25,
+                    policy_version=11, fragments=3),
+        Mark(episode="ep-7", surprise=rng.random(5, dtype=np.float32),
+             targets=np.array([[4, 1], [4, 1], [4, 2], [4, 3], [4, 4]], dtype=np.int32),
+             scorer_version=5),
+        SegmentRequest(lane=3, episode="ep-7", offset=120, credit=2, acks=["s-1", "s-2"]),
+        SegmentRequest(lane=5, episode=None, offset=0, credit=1, acks=[]),
+        Segment(segment_id="s-3", lane=3, episode="ep-7", offset=120,
+                arrays={"inputs": rng.standard_normal((6, 2)).astype(np.float16),
+                        "labels": np.arange(6, dtype=np.int16)},
+                targets={"indices": np.full((6, 2), 9, dtype=np.int64),
+                         "weight": np.ones((6, 2), dtype=np.float64),
+                         "mask": np.ones((6, 2), dtype=np.int8), "scale": np.array(2.0)},
+                policy_version=4),
+        WeightsAnnouncement(name="detector", version=12, sha256=SHA, nbytes=1 << 33),
+        Heartbeat(role="scorer", replica="1", time=1.7e9 + 0.25),
+    ]
+
+
+def assert_same(got: Any, want: Any) -> None:
+    assert type(got) is type(want)
+    for f in dataclasses.fields(want):
+        a, b = getattr(got, f.name), getattr(want, f.name)
+        if isinstance(b, np.ndarray):
+            a, b = {"": a}, {"": b}
+        if isinstance(b, dict):
+            assert a.keys() == b.keys(), f.name
+            for key in b:
+                assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, (f.name, key)
+                np.testing.assert_array_equal(a[key], b[key])
+        else:
+            assert type(a) is type(b) and a == b, f.name
+
+
+def tamper(frame: bytes, **changes: Any) -> bytes:
+    """Re-packs ``frame`` with top-level entries changed (a value of ``...`` deletes it)."""
+    body = msgpack.unpackb(frame)
+    for key, value in changes.items():
+        if value is ...:
+            del body[key]
+        else:
+            body[key] = value
+    return msgpack.packb(body)
+
+
+def reject(
+    frame: bytes, error: type[WireError], match: str | None = None, **kwargs: Any
+) -> WireError:
+    with pytest.raises(error, match=match) as info:
+        decode(frame, **kwargs)
+    assert type(info.value) is error
+    return info.value
+
+def golden_mark() -> Mark:
+    return Mark(episode="ep-1", surprise=np.array([1.0, -0.5, 0.0], dtype=np.float32),
+                targets=np.array([[0], [2], [2]], dtype=np.int64), scorer_version=3)
