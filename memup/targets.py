@@ -50,8 +50,9 @@ def top_k_future_batch(
         weakest = member_score.min(axis=1)
         # Among equally weak members, replace the earliest (lowest priority on ties).
         is_weakest = member_score == weakest[:, None]
-        slot = np.where(is_weakest, np.where(member_idx < 0, -1, member_idx), big).argmin(axis=1)
-        enter = (s > weakest) | ((member_idx[lanes, slot] < 0) & np.isfinite(s))
+        # Empty slots hold index -1 and score -inf, so they are taken first.
+        slot = np.where(is_weakest, member_idx, big).argmin(axis=1)
+        enter = s > weakest
         member_idx[lanes[enter], slot[enter]] = t
         member_score[lanes[enter], slot[enter]] = s[enter]
         out[:, t] = member_idx

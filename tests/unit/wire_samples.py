@@ -10,9 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from common.errors import (
-    WireError,
-)
+from common.errors import WireError
 from common.wire import (
     EpisodeDone,
     Fragment,
