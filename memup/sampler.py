@@ -10,53 +10,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from memup.batch import Batch, collate, lane_slice
 from memup.episode import Episode
-from memup.stream import pad_chunk
-from memup.targets import prediction_steps
 
 EpisodeSource = Callable[[int], list[Episode]]
 Marker = Callable[[list[Episode]], None]
-
-
-@dataclass
-class Batch:
-    """One training batch of ``B`` lanes × up to ``r`` steps.
-
-    Attributes:
-        inputs: ``[B, r, ...]`` memory inputs, zero-padded past a lane's episode end.
-        queries: ``[B, r, ...]`` the slice's own query features (for a live context LSTM).
-        fresh: ``[B]`` bool, the lane starts a new episode at this batch's first step.
-        pair_lane, pair_step: ``[N]`` which lane and which step in the slice predicts.
-        pair_target: ``[N]`` absolute index of the target step in its episode.
-        pair_local: ``[N]`` the target's step in this slice, or -1 when it lies outside.
-        pair_queries: ``[N, ...]`` features of the target steps.
-        pair_labels: ``[N]`` outcomes of the target steps.
-        pair_context: ``[N, C]`` stored context at the target steps, when episodes carry it.
-        steps: memory steps in the batch (excluding padding).
-    """
-
-    inputs: torch.Tensor
-    queries: torch.Tensor
-    fresh: torch.Tensor
-    pair_lane: torch.Tensor
-    pair_step: torch.Tensor
-    pair_target: torch.Tensor
-    pair_local: torch.Tensor
-    pair_queries: torch.Tensor
-    pair_labels: torch.Tensor
-    pair_context: torch.Tensor | None
-    steps: int
-
-    def to(self, device: torch.device | str) -> Batch:
-        """The same batch on ``device``."""
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                 for k, v in self.__dict__.items()}
-        return Batch(**moved)
 
 
 class LaneSampler:
@@ -103,43 +65,12 @@ class LaneSampler:
                 self.episodes[b] = self._next_episode()
                 self.offsets[b] = 0
                 fresh[b] = True
-        eps: list[Episode] = self.episodes  # type: ignore[assignment]
-        r = self.rollout
-        inputs = np.stack([pad_chunk([e.inputs], o, o + r)[0] for e, o in zip(eps, self.offsets)])
-        queries = np.stack([pad_chunk([e.queries], o, o + r)[0]
-                            for e, o in zip(eps, self.offsets)])
-        lanes, steps, targets, local, pq, pl, pc = [], [], [], [], [], [], []
-        has_context = all("context" in e.extras for e in eps)
-        total = 0
-        for b, (ep, o) in enumerate(zip(eps, self.offsets)):
-            end = min(o + r, len(ep))
-            total += end - o
-            pred = prediction_steps(int(o), int(end), self.frequency)
-            tgt = ep.extras["targets"][pred]  # [P, K]
-            width = tgt.shape[1]
-            flat = tgt.reshape(-1)
-            lanes.append(np.full(len(flat), b))
-            steps.append(np.repeat(pred - o, width))
-            targets.append(flat)
-            local.append(np.where((flat >= o) & (flat < end), flat - o, -1))
-            pq.append(ep.queries[flat])
-            pl.append(ep.labels[flat])
-            if has_context:
-                pc.append(ep.extras["context"][flat])
-            self.offsets[b] = end
-        return Batch(
-            inputs=torch.from_numpy(inputs),
-            queries=torch.from_numpy(queries),
-            fresh=torch.from_numpy(fresh),
-            pair_lane=torch.from_numpy(np.concatenate(lanes)).long(),
-            pair_step=torch.from_numpy(np.concatenate(steps)).long(),
-            pair_target=torch.from_numpy(np.concatenate(targets)).long(),
-            pair_local=torch.from_numpy(np.concatenate(local)).long(),
-            pair_queries=torch.from_numpy(np.concatenate(pq)),
-            pair_labels=torch.from_numpy(np.concatenate(pl)),
-            pair_context=torch.from_numpy(np.concatenate(pc)) if has_context else None,
-            steps=total,
-        )
+        slices = []
+        for b, (ep, o) in enumerate(zip(self.episodes, self.offsets)):
+            piece = lane_slice(ep, int(o), self.rollout, self.frequency)  # type: ignore[arg-type]
+            slices.append(piece)
+            self.offsets[b] = piece.end
+        return collate(slices, fresh, self.rollout)
 
     # -- checkpointing: the lanes' episodes and offsets are part of the training state --------
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
+from memup.batch import Batch
 from memup.detector import SurpriseDetector
 from memup.losses import is_correct, pointwise_loss
 from memup.memory import detach_state, mask_state
 from memup.networks import TaskNets
-from memup.sampler import Batch
 from memup.saved import count_saved_bytes
 
 

@@ -13,6 +13,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from memup.encoding import encode_steps
 from memup.episode import Episode
 
 SUCCESS_REWARD = 4.0
@@ -154,30 +155,6 @@ class PrevActionReward(gymnasium.Wrapper):
         return self._wrap(obs, action, float(reward)), reward, terminated, truncated, info
 
 
-def _encode_flat(
-    obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, starts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encode concatenated episodes; ``starts`` are the indices where episodes begin.
-
-    Returns:
-        inputs ``[S, 6]``, queries ``[S, 5]`` and labels ``[S]``, all float32.
-    """
-    n_steps = len(actions)
-    inputs = np.zeros((n_steps, OBS_DIM + N_ACTIONS + 1), dtype=np.float32)
-    queries = np.zeros((n_steps, OBS_DIM + N_ACTIONS), dtype=np.float32)
-    inputs[:, :OBS_DIM] = obs
-    queries[:, :OBS_DIM] = obs
-    # One column per action is much faster than a 2-D fancy-index scatter on long streams.
-    for a in range(N_ACTIONS):
-        queries[:, OBS_DIM + a] = actions == a
-        inputs[1:, OBS_DIM + a] = queries[:-1, OBS_DIM + a]
-    inputs[1:, -1] = rewards[:-1]
-    # The shift above runs over the whole stream; clear each episode's first step so nothing
-    # leaks across episode boundaries.
-    inputs[starts, OBS_DIM:] = 0.0
-    return inputs, queries, rewards.astype(np.float32)
-
-
 def tmaze_episode(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> Episode:
     """Encode one T-Maze episode as an :class:`Episode`.
 
@@ -197,7 +174,7 @@ def tmaze_episode(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> 
         raise ValueError(
             f"shape mismatch: obs {obs.shape}, actions {actions.shape}, rewards {rewards.shape}"
         )
-    inputs, queries, labels = _encode_flat(obs, actions, rewards, np.array([0]))
+    inputs, queries, labels = encode_steps(obs, actions, rewards, N_ACTIONS)
     return Episode(inputs=inputs, queries=queries, labels=labels)
 
 
@@ -239,7 +216,7 @@ def random_tmaze_episodes(
     rewards = np.zeros(n_steps, dtype=np.float32)
     rewards[ends - 1] = np.where(actions[ends - 1] == clues, SUCCESS_REWARD, FAILURE_REWARD)
 
-    inputs, queries, labels = _encode_flat(obs, actions, rewards, starts)
+    inputs, queries, labels = encode_steps(obs, actions, rewards, N_ACTIONS, starts)
     # Copy each slice so one episode never pins the whole batch's memory (e.g. in a buffer).
     return [
         Episode(inputs=inputs[s:e].copy(), queries=queries[s:e].copy(), labels=labels[s:e].copy())

@@ -6,10 +6,11 @@ import numpy as np
 import torch
 
 from actor.envs.sequence_tasks import copy_episodes
+from memup.batch import Batch
 from memup.detector import TargetRule
 from memup.episode import Episode
 from memup.networks import copy_nets
-from memup.sampler import Batch, LaneSampler
+from memup.sampler import LaneSampler
 from memup.training import MemoryTraining, WalkConfig
 from memup.update import UpdateConfig, _mix_context
 

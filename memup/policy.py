@@ -1,0 +1,149 @@
+"""Policy and value heads for Phase II PPO, the PPO-LSTM baseline, and the joint-mode soft update.
+
+Phase II of the T-Maze protocol trains PPO on a frozen MemUP memory: m_t is the only input
+of :class:`PolicyHeads`. The baseline :class:`LstmPolicy` instead learns its own memory end to
+end from the PPO loss, with truncated BPTT. Both expose the same
+``forward_sequence(x [N, T, D], mask [N, T]) -> (logits [N, T, A], values [N, T])`` that
+:class:`memup.ppo.PPOTrainer` trains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+def orthogonal_linear(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
+    """A Linear layer with orthogonal weights of ``gain`` and zero bias (the PPO convention)."""
+    layer = nn.Linear(in_dim, out_dim)
+    nn.init.orthogonal_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(in_dim: int, hidden: int, depth: int, out_dim: int, out_gain: float) -> nn.Sequential:
+    """``depth`` Linear layers ``in → hidden → … → hidden → out`` with ReLUs in between."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(depth - 1):
+        layers += [orthogonal_linear(width, hidden, math.sqrt(2.0)), nn.ReLU()]
+        width = hidden
+    layers.append(orthogonal_linear(width, out_dim, out_gain))
+    return nn.Sequential(*layers)
+
+
+class PolicyHeads(nn.Module):
+    """Separate policy and value MLPs over the same features (m_t of a frozen memory).
+
+    ``depth`` counts the Linear layers of each MLP, so the defaults give the paper's
+    ``in → 256 → 256 → |A|`` policy and ``in → 256 → 256 → 1`` value networks (two ReLU
+    hidden layers of width ``hidden``). The small policy-output gain starts the policy
+    near uniform; separate networks keep value-loss gradients out of the policy.
+    """
+
+    def __init__(self, in_dim: int, n_actions: int, hidden: int = 256, depth: int = 3) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.n_actions = n_actions
+        self.policy = mlp(in_dim, hidden, depth, n_actions, out_gain=0.01)
+        self.value = mlp(in_dim, hidden, depth, 1, out_gain=1.0)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[..., A]`` and value ``[...]`` of ``[..., in_dim]`` features."""
+        return self.policy(features), self.value(features).squeeze(-1)
+
+    def forward_sequence(self, x: torch.Tensor,
+                         mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Elementwise over ``[N, T, in_dim]``; ``mask`` is accepted for a uniform interface."""
+        del mask  # Every step is independent; padded outputs are masked by the loss.
+        return self(x)
+
+
+class LstmPolicy(nn.Module):
+    """The PPO-LSTM baseline: ``Linear(→embed)+ReLU → LSTM → policy and value MLPs``.
+
+    Trained end to end by the PPO loss; :meth:`forward_sequence` truncates backpropagation
+    through time to ``tbptt`` steps.
+
+    Args:
+        in_dim: flattened observation size.
+        n_actions: number of discrete actions.
+        embed: width of the input embedding.
+        hidden: LSTM hidden size, also the width of the heads' hidden layers.
+        layers: LSTM layers.
+        dropout: dropout between LSTM layers (active in train mode only).
+        tbptt: length of the chunks gradients flow through.
+    """
+
+    def __init__(self, in_dim: int, n_actions: int, embed: int = 64, hidden: int = 128,
+                 layers: int = 2, dropout: float = 0.1, tbptt: int = 10) -> None:
+        super().__init__()
+        if tbptt < 1:
+            raise ValueError(f"tbptt must be at least 1, got {tbptt}")
+        self.in_dim = in_dim
+        self.n_actions = n_actions
+        self.hidden = hidden
+        self.layers = layers
+        self.tbptt = tbptt
+        self.embed = nn.Sequential(orthogonal_linear(in_dim, embed, math.sqrt(2.0)), nn.ReLU())
+        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.heads = PolicyHeads(hidden, n_actions, hidden=hidden, depth=3)
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the memory features the heads read."""
+        return self.hidden
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        """Zero (h, c) for ``batch`` sequences, each ``[layers, batch, hidden]``."""
+        zeros = torch.zeros(self.layers, batch, self.hidden, device=device)
+        return zeros, zeros.clone()
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """One actor step: ``[B, in_dim]`` inputs → logits ``[B, A]``, value ``[B]``, new state."""
+        out, state = self.lstm(self.embed(x).unsqueeze(1), state)
+        logits, value = self.heads(out.squeeze(1))
+        return logits, value, state
+
+    def forward_sequence(self, x: torch.Tensor,
+                         mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Runs ``[N, T, in_dim]`` from the zero state in ``tbptt`` chunks, detaching between.
+
+        Padding follows the valid steps of each row, so whatever the LSTM does on padded
+        steps never reaches a valid output; ``mask`` is accepted for a uniform interface.
+        """
+        del mask
+        n, steps = x.shape[:2]
+        state = self.initial_state(n, x.device)
+        embedded = self.embed(x)
+        outputs = []
+        for start in range(0, steps, self.tbptt):
+            out, state = self.lstm(embedded[:, start:start + self.tbptt], state)
+            outputs.append(out)
+            # Truncated BPTT: the next chunk sees this state as a constant.
+            state = (state[0].detach(), state[1].detach())
+        return self.heads(torch.cat(outputs, dim=1))
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, keep: float = 0.9) -> None:
+    """``target ← keep · target + (1 − keep) · source`` in place, parameters and buffers.
+
+    Joint mode moves the policy's copy of the memory towards the MemUP memory this way.
+    Integer buffers (counters) cannot be blended and are copied from ``source``.
+    """
+    pairs = [*zip(target.parameters(), source.parameters(), strict=True),
+             *zip(target.buffers(), source.buffers(), strict=True)]
+    for t, s in pairs:
+        s = s.detach().to(t.device)
+        if t.is_floating_point():
+            t.mul_(keep).add_(s, alpha=1.0 - keep)
+        else:
+            t.copy_(s)
