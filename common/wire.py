@@ -13,32 +13,23 @@ A sender calls ``encode(msg)``; a receiver calls ``decode(frame, limit)`` inside
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, get_args, get_type_hints
+from typing import Any, ClassVar, get_args
 
 import msgpack
 import numpy as np
 
-from common.errors import (
-    DisallowedDtype,
-    FrameTooLarge,
-    MalformedFrame,
-    SchemaVersionError,
-    UnknownKind,
-)
+from common.errors import FrameTooLarge, MalformedFrame, SchemaVersionError, UnknownKind
 from common.keys import validate_id
+from common.wire_fields import DTYPES, Field, schema_of
+
+__all__ = ["DTYPES", "KINDS", "SCHEMA_VERSION", "Message", "decode", "encode"]
 
 SCHEMA_VERSION = 1
 """Bumped on every change to any message; both sides of a hop must agree."""
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 """Frames above this are rejected before unpacking (a 128-step Two-Colors fragment: 2.8 MB)."""
-_DTYPE_NAMES = "uint8 int8 int16 int32 int64 float16 float32 float64 bool".split()
-DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in _DTYPE_NAMES}
-"""The array dtypes allowed on the wire, by wire name, as the little-endian dtype they decode to."""
-MAX_NDIM = 32
 
 # ---------------------------------------------------------------- message kinds
 # Each kind validates itself in __post_init__ (ValueError), so a message that was built or
@@ -149,6 +140,37 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class RolloutRequest:
+    """A learner's request for on-policy episodes for PPO (phase II and joint mode)."""
+
+    KIND: ClassVar[str] = "rollout_request"
+    credit: int  #: how many more episodes the learner is ready to receive
+    acks: list[str]  #: ids of the rollouts trained on since the last request
+    policy_version: int  #: the learner's current policy version
+    max_lag: int  #: serve only episodes played by a policy at most this many versions older
+
+    def __post_init__(self) -> None:
+        _check(self, ids=(), counts=("credit", "policy_version", "max_lag"))
+        for ack in self.acks:
+            validate_id(ack, "RolloutRequest.acks item")
+
+
+@dataclass(frozen=True, eq=False)
+class Rollout:
+    """One complete on-policy episode as the actor played it (steps, actions, log-probs)."""
+
+    KIND: ClassVar[str] = "rollout"
+    rollout_id: str  #: the id the learner acks once it has trained on the episode
+    episode: str  #: the episode id
+    arrays: dict[str, np.ndarray]  #: the episode's steps, one row per step
+    policy_version: int  #: version of the policy weights that played the episode
+
+    def __post_init__(self) -> None:
+        _check(self, ids=("rollout_id", "episode"), counts=("policy_version",))
+        _one_row_per_step(self, "arrays")
+
+
+@dataclass(frozen=True)
 class WeightsAnnouncement:
     """Newly published weights; the bytes themselves live in Redis under ``weights:{name}``."""
 
@@ -177,7 +199,8 @@ class Heartbeat:
         _check(self, ids=("role", "replica"))
 
 
-Message = Fragment | EpisodeDone | Mark | SegmentRequest | Segment | WeightsAnnouncement | Heartbeat
+Message = (Fragment | EpisodeDone | Mark | SegmentRequest | Segment | RolloutRequest | Rollout
+           | WeightsAnnouncement | Heartbeat)
 KINDS: dict[str, type[Message]] = {cls.KIND: cls for cls in get_args(Message)}
 """Every message class by its ``KIND``."""
 
@@ -198,113 +221,7 @@ def _one_row_per_step(msg: object, name: str) -> None:
                          f"length; got shapes {str(shapes)[:200]}")
 
 
-# ---------------------------------------------------------------- field codecs
-# The same rules on both sides: a broken one is a TypeError when encoding (a bug here) and a
-# MalformedFrame when decoding (a bad peer).
-
-_SCALARS: dict[type, tuple[type, ...]] = {
-    str: (str,),
-    int: (int,),  # exact types: a bool never passes for an int
-    float: (float, int),  # peers in other languages may write 1.0 as 1
-    bool: (bool,),
-}
-
-
-def _enc_array(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"{where} must be a numpy array, got {type(value).__name__}")
-    wire_dtype = DTYPES.get(value.dtype.name)
-    if wire_dtype is None or value.dtype.kind not in "biuf":
-        raise DisallowedDtype(f"{where}: dtype {value.dtype} is not allowed on the wire; "
-                              f"use one of {sorted(DTYPES)}")
-    # No copy when the array already is little-endian and C-contiguous, the common case.
-    value = np.asarray(value, dtype=wire_dtype, order="C")  # (ascontiguousarray makes 0-d 1-d)
-    return {"dtype": value.dtype.name, "shape": list(value.shape), "data": value.data}
-
-
-def _dec_array(value: Any, where: str) -> np.ndarray:
-    if type(value) is not dict or value.keys() != {"dtype", "shape", "data"}:
-        raise MalformedFrame(f"{where}: expected an array map with dtype, shape and data")
-    name, shape, data = value["dtype"], value["shape"], value["data"]
-    if type(name) is not str or type(shape) is not list or type(data) is not bytes:
-        raise MalformedFrame(f"{where}: array dtype must be str, shape a list, data bytes")
-    dtype = DTYPES.get(name)
-    if dtype is None:
-        raise DisallowedDtype(f"{where}: dtype {name[:20]!r} is not allowed on the wire")
-    if len(shape) > MAX_NDIM or any(type(d) is not int or d < 0 for d in shape):
-        raise MalformedFrame(f"{where}: shape must be at most {MAX_NDIM} ints >= 0")
-    count = math.prod(shape)  # Python ints: no overflow, whatever the peer claims
-    if count * dtype.itemsize != len(data):
-        raise MalformedFrame(f"{where}: shape {shape} of {name} needs "
-                             f"{count * dtype.itemsize} bytes, the frame has {len(data)}")
-    try:
-        array = np.frombuffer(data, dtype=dtype).reshape(shape)
-    except (ValueError, OverflowError) as exc:  # e.g. a zero-size shape with a huge dim
-        raise MalformedFrame(f"{where}: unusable shape: {exc}") from exc
-    # Only bytes 0 and 1 are booleans; anything else would make comparisons misbehave.
-    if dtype.kind == "b" and count and np.frombuffer(data, np.uint8).max() > 1:
-        raise MalformedFrame(f"{where}: bool array holds bytes other than 0 and 1")
-    return array
-
-
-def _leaf(base: type, value: Any, where: str, peer: bool) -> Any:
-    if base is np.ndarray:
-        return _dec_array(value, where) if peer else _enc_array(value, where)
-    if not peer and isinstance(value, np.generic):
-        value = value.item()  # numpy scalars are not msgpack types
-    if type(value) not in _SCALARS[base]:
-        error = MalformedFrame if peer else TypeError
-        raise error(f"{where}: expected {base.__name__}, got {type(value).__name__}")
-    return base(value)
-
-
-@dataclass(frozen=True)
-class _Field:
-    """One field of a message kind: ``base`` held once, optionally, in a list or in a map."""
-
-    name: str
-    wire: str
-    base: type
-    container: str  # "one", "optional", "list" or "map" (with str keys)
-
-    def convert(self, value: Any, where: str, peer: bool) -> Any:
-        """Checks a value and converts it to the wire (``peer=False``) or from it."""
-        error = MalformedFrame if peer else TypeError
-        if self.container == "list":
-            if type(value) is not list and (peer or type(value) is not tuple):
-                raise error(f"{where}: expected a list, got {type(value).__name__}")
-            return [_leaf(self.base, v, f"{where}[{i}]", peer) for i, v in enumerate(value)]
-        if self.container == "map":
-            if type(value) is not dict:
-                raise error(f"{where}: expected a map, got {type(value).__name__}")
-            return {_leaf(str, k, f"{where} key", peer):
-                    _leaf(self.base, v, f"{where}[{k!r:.40}]", peer) for k, v in value.items()}
-        if value is None and self.container == "optional":
-            return None
-        return _leaf(self.base, value, where, peer)
-
-
-# Annotations that hold a scalar or an array in a container, as (base, container).
-_CONTAINERS: dict[object, tuple[type, str]] = {
-    str | None: (str, "optional"),
-    list[str]: (str, "list"),
-    dict[str, np.ndarray]: (np.ndarray, "map"),
-}
-
-
-def _schema(cls: type) -> tuple[_Field, ...]:
-    # Derived from the dataclass annotations, so a message's fields are declared exactly once.
-    hints = get_type_hints(cls)
-    fields = []
-    for f in dataclasses.fields(cls):
-        base, container = _CONTAINERS.get(hints[f.name], (hints[f.name], "one"))
-        if base not in _SCALARS and base is not np.ndarray:  # a new annotation needs a codec
-            raise TypeError(f"{cls.__name__}.{f.name}: no wire codec for {hints[f.name]}")
-        fields.append(_Field(f.name, f.name.rstrip("_"), base, container))
-    return tuple(fields)
-
-
-_SCHEMAS: dict[type, tuple[_Field, ...]] = {cls: _schema(cls) for cls in KINDS.values()}
+_SCHEMAS: dict[type, tuple[Field, ...]] = {cls: schema_of(cls) for cls in KINDS.values()}
 
 
 # ---------------------------------------------------------------- encode / decode

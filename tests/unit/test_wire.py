@@ -44,6 +44,7 @@ def test_every_kind_round_trips(msg: Any) -> None:
 def test_every_kind_is_covered() -> None:
     assert {type(m).KIND for m in one_of_each()} == set(KINDS)
     assert set(KINDS) == {"fragment", "episode_done", "mark", "segment_request", "segment",
+                          "rollout_request", "rollout",
                           "weights", "heartbeat"}
 
 
