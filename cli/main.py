@@ -8,6 +8,7 @@ import sys
 from cli.bench import add_bench_parsers
 from cli.options import HelpFormatter, parse_with_config
 from cli.plot import add_plot_parser
+from cli.roles import add_role_parsers
 from cli.train import add_train_parsers
 
 EXAMPLES = """examples:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parsers(sub)
     add_bench_parsers(sub)
     add_plot_parser(sub)
+    add_role_parsers(sub)
     return parser
 
 

@@ -144,3 +144,26 @@ def metric_name(role: str, name: str) -> str:
     if not isinstance(name, str) or re.fullmatch(r"[a-z][a-z0-9_]*", name) is None:
         raise ValueError(f"invalid metric name {repr(name)[:60]}: use [a-z][a-z0-9_]*")
     return f"{METRIC_PREFIX}_{validate_role(role)}_{name}"
+
+
+def status_key(run: str, consumer: str) -> str:
+    """Hash (with a TTL) of one replica's live numbers, for ``memup up``'s status view."""
+    return f"{prefix(run)}status:{consumer}"
+
+
+def status_pattern(run: str) -> str:
+    """``SCAN MATCH`` pattern of every :func:`status_key` of ``run``."""
+    return f"{prefix(run)}status:*"
+
+
+def outcomes_key(run: str) -> str:
+    """Capped list of the detector's final-step outcomes on fresh episodes (1 right, 0 wrong).
+
+    Scorers push, the learner reads it to know when the memory is good enough (phase I end).
+    """
+    return f"{prefix(run)}outcomes"
+
+
+def control_key(run: str) -> str:
+    """Hash of run-wide state the learner sets: ``phase`` (1, 2) and ``done`` (1 at the end)."""
+    return f"{prefix(run)}control"

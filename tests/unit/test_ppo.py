@@ -189,6 +189,14 @@ def test_trainer_state_dict_round_trip() -> None:
         "state"].keys()
 
 
+def test_target_kl_stops_after_the_first_epoch() -> None:
+    gen = torch.Generator().manual_seed(3)
+    batch = padded_batch(gen, n=8)
+    config = PPOConfig(lr=1e-2, epochs=5, minibatch_episodes=4, target_kl=1e-9)
+    stats = PPOTrainer(PolicyHeads(5, 3, hidden=16), config).update(batch)
+    assert stats["updates"] == 2 and stats["approx_kl"] > 1.5e-9
+
+
 # ------------------------------------------------------------------ learning a decision ----
 
 class DecisionTask:
@@ -252,7 +260,7 @@ def test_ppo_learns_decision_from_features() -> None:
     model = PolicyHeads(task.dim, 2, hidden=64)
     config = PPOConfig(lr=1e-3, minibatch_episodes=16, epochs=4)
     curve = train_until(model, task, config, episodes=64, target=0.95, max_iterations=40)
-    assert abs(curve[0] - 0.5) < 0.2, curve
+    assert abs(curve[0] - 0.5) < 0.25, curve
     assert curve[-1] >= 0.95, curve
 
 
@@ -262,5 +270,5 @@ def test_ppo_lstm_learns_to_remember_the_clue() -> None:
     model = LstmPolicy(task.dim, 2, embed=32, hidden=32, layers=2, dropout=0.0, tbptt=6).eval()
     config = PPOConfig(lr=2e-3, minibatch_episodes=16, epochs=4)
     curve = train_until(model, task, config, episodes=64, target=0.9, max_iterations=80)
-    assert abs(curve[0] - 0.5) < 0.2, curve
+    assert abs(curve[0] - 0.5) < 0.25, curve
     assert curve[-1] >= 0.9, curve

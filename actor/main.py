@@ -1,0 +1,83 @@
+"""``memup actor``: one actor process, from config to a running env loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import torch
+
+from actor.envs.tmaze import TMazeEnv
+from actor.loop import ActorLoop, EnvFailure
+from actor.policy import ActingPolicy
+from actor.publish import FragmentPublisher
+from common.config import ClusterConfig
+from common.keys import consumer_name
+from common.metrics import ActorMetrics, serve_metrics
+from common.models import POLICY, task_spec
+from common.redis_io import connect
+from common.status import start_status
+from common.watcher import WeightsWatcher
+
+log = logging.getLogger(__name__)
+
+
+def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
+              max_steps: int | None = None) -> int:
+    """Runs one actor until ``stop`` is set; returns the process exit code.
+
+    Exit codes: 0 stopped on request, 3 an env kept crashing.
+    """
+    torch.set_num_threads(max(1, config.run.threads))
+    name = consumer_name("actor", replica)
+    spec = task_spec(config)
+    metrics = ActorMetrics(env=config.task.env)
+    port = serve_metrics(metrics.registry, config.actor.metrics_port)
+    r = connect(config.redis.url, client_name=name)
+    publisher = FragmentPublisher(r, config, metrics)
+    publisher.start()
+    def count_error(kind: str) -> None:
+        metrics.redis_errors_total.labels(kind=kind).inc()
+
+    watcher = WeightsWatcher(connect(config.redis.url), config.run.name, POLICY,
+                             config.actor.weights_poll_s, on_error=count_error)
+    watcher.start()
+    seed = config.run.seed * 7919 + (replica if isinstance(replica, int) else 0)
+    policy = ActingPolicy(config, config.actor.envs, seed)
+    task = config.task
+
+    def make_env(slot: int) -> TMazeEnv:
+        return TMazeEnv(task.mode, task.length)
+
+    loop = ActorLoop(config, name, make_env, spec, policy, publisher, metrics, stop)
+    started = time.monotonic()
+
+    def status() -> dict[str, float]:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        return {"env_steps": loop.env_steps, "steps_per_s": loop.env_steps / elapsed,
+                "episodes": loop.episodes_done, "successes": loop.successes,
+                "policy_version": policy.version, "queue": len(publisher._queue)}
+
+    beat = start_status(r, config.run.name, name, status)
+
+    def refresh_weights() -> None:
+        found = watcher.take()
+        if found is not None:
+            policy.load(*found)
+            metrics.policy_version.set(found[0])
+
+    log.info("%s: %d %s envs, metrics on :%d", name, loop.n, task.env, port)
+    code = 0
+    try:
+        loop.run(max_steps, on_step=refresh_weights)
+    except EnvFailure as exc:
+        log.error("%s: %s; exiting so the supervisor restarts the actor", name, exc)
+        code = 3
+    finally:
+        watcher.stop()
+        publisher.close()
+        beat.stop()
+    log.info("%s: stopped after %d env steps, %d episodes", name, loop.env_steps,
+             loop.episodes_done)
+    return code

@@ -1,0 +1,69 @@
+"""What chooses the actions of an actor's envs: uniform random (phase I) or the published policy.
+
+Inference is batched across the actor's envs: one memory step and one heads call per env
+step. The policy weights are swapped in whenever a newer version is fetched; the recurrent
+state of every env carries over (a new version changes the function, not the episode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from common.config import ClusterConfig
+from common.models import load_flat, memory_nets, policy_model, task_spec
+from memup.memory import mask_state
+from memup.ppo import categorical_sample
+
+
+class ActingPolicy:
+    """Acts for ``n_envs`` envs at once.
+
+    Args:
+        config: the run's config (task, memory and policy sizes, PPO mode).
+        n_envs: B.
+        seed: seeds the random policy and the sampling of actions.
+    """
+
+    def __init__(self, config: ClusterConfig, n_envs: int, seed: int) -> None:
+        self.spec = task_spec(config)
+        self.lstm = config.ppo.mode == "lstm"
+        self.model = policy_model(config).eval()
+        self.memory = None if self.lstm else memory_nets(config).memory.eval()
+        core = self.model if self.lstm else self.memory
+        self.state = core.initial_state(n_envs)  # type: ignore[union-attr]
+        self.version = 0
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def load(self, version: int, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Installs published ``policy`` weights of ``version``."""
+        parts = {"lstm": self.model} if self.lstm else {"memory": self.memory, "heads": self.model}
+        load_flat(parts, tensors)  # type: ignore[arg-type]
+        self.version = version
+
+    @torch.no_grad()
+    def act(self, inputs: np.ndarray, first: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Actions, their log-probabilities and value estimates for one step of every env.
+
+        Args:
+            inputs: ``[B, D]`` memory inputs (see :func:`memup.encoding.step_inputs`).
+            first: ``[B]`` bool, the env's episode starts at this step (state reset).
+        """
+        batch = len(inputs)
+        self.state = mask_state(self.state, torch.from_numpy(~first))
+        if self.version == 0:  # no policy yet: the uniform-random data policy of phase I
+            actions = self.rng.integers(0, self.spec.n_actions, size=batch)
+            log_probs = np.full(batch, -np.log(self.spec.n_actions), dtype=np.float32)
+            return actions, log_probs, np.zeros(batch, dtype=np.float32)
+        x = torch.from_numpy(inputs)
+        if self.lstm:
+            logits, values, self.state = self.model.step(x, self.state)
+        else:
+            m, self.state = self.memory(x[:, None], self.state)  # type: ignore[misc]
+            logits, values = self.model(m[:, 0])
+        actions, log_probs = categorical_sample(logits, self.generator)
+        return actions.numpy(), log_probs.numpy().astype(np.float32), values.numpy()

@@ -1,0 +1,234 @@
+"""The cluster configuration: an experiment file, then environment variables, then CLI flags.
+
+One frozen dataclass per section. A TOML file under ``configs/`` sets any field as
+``[section] key = value``; the environment overrides it with ``MEMUP_<SECTION>_<KEY>``
+(``MEMUP_LEARNER_LANES=32``; ``REDIS_URL`` sets ``redis.url``), and ``--set section.key=value``
+flags override both. Every role of a run loads the same resolved config, which is logged at
+start and saved beside the checkpoints with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from common.keys import validate_id
+from common.redis_io import redact_url
+
+ENV_PREFIX = "MEMUP_"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "tmaze-lnr"  #: run id: every Redis key of the run lives under memup:{name}:
+    dir: str = "runs"  #: runs/<name>/ holds config.json, metrics.jsonl, checkpoints, curves
+    seed: int = 0
+    device: str = "auto"  #: learner/scorer device: auto (CUDA when present), cpu, cuda:0
+    threads: int = 1  #: torch threads per role process
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = ""  #: empty: `memup up` starts an embedded redis-server
+    max_frame_bytes: int = 8 * 1024 * 1024
+    fragment_ttl_s: int = 600  #: an abandoned episode's fragments expire by themselves
+    stream_maxlen: int = 20_000  #: episodes stream cap (MAXLEN ~)
+    dead_letter_maxlen: int = 10_000
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    env: str = "tmaze"
+    mode: str = "LNR"
+    length: int = 1000
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    replicas: int = 2  #: actor processes `memup up` starts
+    envs: int = 16  #: environments per actor process
+    fragment_steps: int = 128
+    weights_poll_s: float = 0.5
+    queue_fragments: int = 512  #: publisher queue bound; beyond it the oldest is dropped
+    max_backlog: int = 64  #: episodes not yet consumed downstream before the actor pauses
+    max_env_failures: int = 5  #: consecutive env crashes before the actor exits
+    metrics_port: int = 0  #: 0: any free port (`memup up` assigns one per replica)
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    replicas: int = 1
+    group: int = 16  #: episodes scored per detector pass
+    chunk: int = 64
+    top_k: int = 1  #: K most surprising future steps per step (the paper: top-1 + current)
+    current: bool = True  #: the current step is a target too
+    replay_episodes: int = 2000  #: replay window; evicted episodes' keys are deleted
+    bind_host: str = "127.0.0.1"
+    advertise_host: str = "127.0.0.1"
+    port: int = 0  #: segment server port, 0: any free port
+    endpoint_ttl_s: int = 5
+    janitor_idle_s: float = 30.0  #: XAUTOCLAIM min idle time
+    janitor_period_s: float = 5.0
+    cache_episodes: int = 256  #: assembled marked episodes kept in memory by the server
+    metrics_port: int = 0
+
+
+@dataclass(frozen=True)
+class MemupConfig:
+    hidden: int = 256
+    chrono: int = -1  #: chrono init horizon; -1: the task length
+    interaction: bool = True
+    lanes: int = 64
+    rollout: int = 20
+    frequency: int = 1
+    lr: float = 5e-3
+    ema_decay: float = 0.995
+    target_accuracy: float = 0.99  #: phase I ends when the detector's accuracy reaches this
+    accuracy_episodes: int = 200  #: fresh episodes the accuracy is measured on
+    max_updates: int = 20_000  #: phase I budget
+    publish_every: int = 25  #: detector weights published every this many updates
+    min_replay: int = 64  #: episodes in the window before training starts
+    measure_every: int = 50  #: stored-bytes-for-backward measured every this many updates
+
+
+@dataclass(frozen=True)
+class PpoConfig:
+    mode: str = "frozen"  #: frozen (two-phase), joint, or lstm (the PPO-LSTM baseline)
+    lr: float = 3e-4
+    clip: float = 0.2
+    epochs: int = 4
+    minibatch_episodes: int = 8
+    episodes_per_update: int = 32
+    gamma: float = 0.99
+    lam: float = 0.95
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_lag: int = 2  #: episodes played by an older policy are dropped (and counted)
+    hidden: int = 256
+    tbptt: int = 10  #: lstm mode: truncated BPTT length
+    memup_updates_per_ppo: int = 50  #: joint mode
+    soft_keep: float = 0.9  #: joint mode: policy memory <- keep*policy + (1-keep)*memup
+    target_success: float = 0.95  #: the run stops when this success rate is reached
+    success_episodes: int = 200
+    max_env_steps: int = 5_000_000
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    checkpoint_every_s: float = 120.0
+    keep_checkpoints: int = 2
+    request_timeout_s: float = 5.0  #: a segment not answered in this time is asked again
+    metrics_port: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    memup: MemupConfig = field(default_factory=MemupConfig)
+    ppo: PpoConfig = field(default_factory=PpoConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (for JSON logs and for child processes)."""
+        return dataclasses.asdict(self)
+
+    def redacted(self) -> dict[str, dict[str, Any]]:
+        """:meth:`to_dict` with the Redis password hidden."""
+        out = self.to_dict()
+        out["redis"]["url"] = redact_url(out["redis"]["url"])
+        return out
+
+
+class ConfigError(ValueError):
+    """A config file, variable or flag that names no field or holds an unusable value."""
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        try:
+            if kind is bool:
+                if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                return text in ("1", "true", "yes", "on")
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a valid {kind.__name__}") from None
+    if kind is float and type(value) is int:
+        return float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__} "
+                          f"{value!r}")
+    return value
+
+
+def _apply(config: ClusterConfig, section: str, key: str, value: Any, where: str
+           ) -> ClusterConfig:
+    sections = get_type_hints(ClusterConfig)
+    if section not in sections:
+        raise ConfigError(f"{where}: unknown section {section!r}; sections: {sorted(sections)}")
+    current = getattr(config, section)
+    fields = get_type_hints(type(current))
+    if key not in fields:
+        raise ConfigError(f"{where}: unknown key {section}.{key}; keys of [{section}]: "
+                          f"{sorted(fields)}")
+    updated = dataclasses.replace(current, **{key: _coerce(value, fields[key], where)})
+    return dataclasses.replace(config, **{section: updated})
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                environ: Mapping[str, str] | None = None,
+                values: Mapping[str, Mapping[str, Any]] | None = None) -> ClusterConfig:
+    """Resolves the config: defaults < ``path`` < ``values`` < environment < ``overrides``.
+
+    Args:
+        path: an experiment TOML file (``[section] key = value``).
+        overrides: ``section.key=value`` strings (the ``--set`` flags).
+        environ: the environment (default ``os.environ``).
+        values: a nested dict, e.g. a resolved config handed to a child process.
+
+    Raises:
+        ConfigError: an unreadable file, an unknown section or key, or a bad value.
+    """
+    config = ClusterConfig()
+    layers: list[tuple[Mapping[str, Any], str]] = []
+    if path is not None:
+        try:
+            layers.append((tomllib.loads(Path(path).read_text()), f"config {path}"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if values is not None:
+        layers.append((values, "resolved config"))
+    for layer, where in layers:
+        for section, table in layer.items():
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"{where}: {section!r} must be a [section] table")
+            for key, value in table.items():
+                config = _apply(config, section, key, value, f"{where} [{section}] {key}")
+    env = os.environ if environ is None else environ
+    if env.get("REDIS_URL"):
+        config = _apply(config, "redis", "url", env["REDIS_URL"], "REDIS_URL")
+    for name, value in sorted(env.items()):
+        if name.startswith(ENV_PREFIX) and "_" in name[len(ENV_PREFIX):]:
+            section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
+            if section in get_type_hints(ClusterConfig):
+                config = _apply(config, section, key, value, f"environment {name}")
+    for item in overrides:
+        dotted, sep, value = item.partition("=")
+        section, dot, key = dotted.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set {item!r}: use section.key=value, e.g. learner.lanes=32")
+        config = _apply(config, section, key, value, f"--set {dotted}")
+    validate_id(config.run.name, "run name")
+    if config.ppo.mode not in ("frozen", "joint", "lstm"):
+        raise ConfigError(f"ppo.mode {config.ppo.mode!r}: use frozen, joint or lstm")
+    return config

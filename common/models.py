@@ -1,0 +1,91 @@
+"""The networks of a run, built from its config, and how their weights are named on the wire.
+
+Actors, scorers and the learner build their networks here so that the weights one role
+publishes always load into the modules another role holds. Published weights are flat
+``{"<part>.<param>": tensor}`` dicts: ``detector`` = EMA ``memory`` + ``predictor`` (for
+scorers), ``policy`` = ``memory`` + ``heads`` (MemUP modes) or ``lstm`` (the PPO-LSTM
+baseline) for actors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from common.config import ClusterConfig
+from memup.networks import TaskNets, tmaze_nets
+from memup.policy import LstmPolicy, PolicyHeads
+
+DETECTOR = "detector"
+"""Weights name of the EMA memory and predictor the scorers run."""
+POLICY = "policy"
+"""Weights name of what actors run: memory + heads, or the PPO-LSTM."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the networks of a task read and emit."""
+
+    obs_dim: int
+    n_actions: int
+    success_reward: float  #: an episode whose final reward reaches this succeeded
+
+    @property
+    def input_dim(self) -> int:
+        """Memory input width: ``[obs, onehot(prev_action), prev_reward]``."""
+        return self.obs_dim + self.n_actions + 1
+
+
+TASKS = {"tmaze": TaskSpec(obs_dim=3, n_actions=2, success_reward=4.0)}
+
+
+def task_spec(config: ClusterConfig) -> TaskSpec:
+    """The spec of ``config.task.env``."""
+    try:
+        return TASKS[config.task.env]
+    except KeyError:
+        raise ValueError(f"task.env {config.task.env!r}: the cluster runs "
+                         f"{sorted(TASKS)}") from None
+
+
+def memory_nets(config: ClusterConfig) -> TaskNets:
+    """The MemUP memory and predictor of the run's task."""
+    m = config.memup
+    horizon = config.task.length if m.chrono == -1 else (m.chrono or None)
+    return tmaze_nets(m.hidden, chrono_horizon=horizon, interaction=m.interaction)
+
+
+def policy_model(config: ClusterConfig) -> nn.Module:
+    """Heads on the memory output (frozen / joint) or the PPO-LSTM baseline (lstm)."""
+    spec = task_spec(config)
+    if config.ppo.mode == "lstm":
+        return LstmPolicy(spec.input_dim, spec.n_actions, tbptt=config.ppo.tbptt)
+    return PolicyHeads(config.memup.hidden, spec.n_actions, hidden=config.ppo.hidden)
+
+
+def flatten(parts: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """``{"part.param": tensor}`` of several modules, detached, on the CPU."""
+    return {f"{name}.{key}": value.detach().cpu()
+            for name, module in parts.items() for key, value in module.state_dict().items()}
+
+
+def load_flat(parts: Mapping[str, nn.Module], tensors: Mapping[str, torch.Tensor]) -> None:
+    """Loads :func:`flatten` output into the same-named modules (strict).
+
+    Raises:
+        ValueError: a part is missing or the tensors do not fit the modules.
+    """
+    for name, module in parts.items():
+        lead = f"{name}."
+        own = {k[len(lead):]: v for k, v in tensors.items() if k.startswith(lead)}
+        if not own:
+            raise ValueError(f"published weights hold no {name!r} part; got "
+                             f"{sorted({k.split('.')[0] for k in tensors})}")
+        try:
+            module.load_state_dict(own)
+        except RuntimeError as exc:
+            raise ValueError(f"published {name!r} weights do not fit this config: "
+                             f"{str(exc)[:300]}") from exc

@@ -1,0 +1,92 @@
+"""The learner's checkpoint: every network, optimiser, lane state and counter of the run.
+
+Written atomically (temp file, fsync, rename) every ``checkpoint_every_s`` seconds and at a
+clean stop, read back with ``weights_only=True``. A restarted learner resumes its step
+counts and weights versions, so versions stay monotonic for actors and scorers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.checkpoint import load_checkpoint, save_checkpoint
+from common.metrics import LearnerMetrics
+from learner.train import Learner
+
+log = logging.getLogger(__name__)
+
+FILE = "learner.pt"
+
+
+def learner_state(learner: Learner) -> dict[str, Any]:
+    """Everything needed to continue the run (tensors, numbers, strings, lists, dicts)."""
+    return {
+        "memory": learner.nets.memory.state_dict(),
+        "predictor": learner.nets.predictor.state_dict(),
+        "detector": learner.detector.state_dict(),
+        "updater": learner.updater.state_dict(),
+        "policy": learner.policy.state_dict(),
+        "policy_memory": learner.policy_memory.state_dict(),
+        "ppo": learner.ppo.state_dict(),
+        "phase": learner.phase,
+        "versions": dict(learner.versions),
+        "memup_updates": learner.memup_updates,
+        "ppo_updates": learner.ppo_updates,
+        "env_steps_trained": learner.env_steps_trained,
+        "outcomes": list(learner.outcomes),
+        "rng": torch.get_rng_state(),
+    }
+
+
+def restore(learner: Learner, state: dict[str, Any]) -> None:
+    """Loads :func:`learner_state` output into a freshly built learner."""
+    learner.nets.memory.load_state_dict(state["memory"])
+    learner.nets.predictor.load_state_dict(state["predictor"])
+    learner.detector.load_state_dict(state["detector"])
+    learner.updater.load_state_dict(state["updater"])
+    learner.measuring.state = learner.updater.state
+    learner.policy.load_state_dict(state["policy"])
+    learner.policy_memory.load_state_dict(state["policy_memory"])
+    learner.ppo.load_state_dict(state["ppo"])
+    learner.phase = int(state["phase"])
+    learner.versions.update({k: int(v) for k, v in state["versions"].items()})
+    learner.memup_updates = int(state["memup_updates"])
+    learner.ppo_updates = int(state["ppo_updates"])
+    learner.env_steps_trained = int(state["env_steps_trained"])
+    learner.outcomes.extend(int(o) for o in state["outcomes"])
+    torch.set_rng_state(state["rng"])
+
+
+class Checkpointer:
+    """Saves the learner every ``every_s`` seconds (call :meth:`maybe` after each update)."""
+
+    def __init__(self, learner: Learner, run_dir: Path, every_s: float,
+                 metrics: LearnerMetrics) -> None:
+        self.learner, self.path, self.every_s, self.metrics = (
+            learner, run_dir / "checkpoints" / FILE, every_s, metrics)
+        self.last = time.monotonic()
+
+    def resume(self) -> bool:
+        """Loads the newest checkpoint if there is one; returns whether it did."""
+        if not self.path.is_file():
+            return False
+        restore(self.learner, load_checkpoint(self.path, self.learner.device))
+        log.info("resumed from %s: phase %d, %d MemUP and %d PPO updates, versions %s",
+                 self.path, self.learner.phase, self.learner.memup_updates,
+                 self.learner.ppo_updates, self.learner.versions)
+        return True
+
+    def maybe(self) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.save()
+
+    def save(self) -> None:
+        started = time.perf_counter()
+        save_checkpoint(self.path, learner_state(self.learner))
+        self.last = time.monotonic()
+        self.metrics.checkpoint_saved(time.perf_counter() - started)

@@ -1,0 +1,237 @@
+"""The learner's side of the segment feed: one DEALER connected to every live scorer.
+
+Segments: every lane has at most one request in flight. :meth:`SegmentFeed.request_next`
+asks for every lane's next segment right after a batch was taken, so the scorers answer
+while the learner trains on that batch (libzmq's I/O thread receives meanwhile): the next
+:meth:`SegmentFeed.next_batch` mostly finds its replies waiting. A request unanswered for
+``request_timeout_s`` is sent again (a reply lost in the ZeroMQ hop is served again); a
+reply that answers no open request is a duplicate and is dropped, never trained on twice.
+
+Rollouts (PPO): :meth:`SegmentFeed.rollouts` asks with a credit, dedupes by rollout id and
+acknowledges, with the next request, the ids the learner trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+import zmq
+
+from common import keys
+from common.config import ClusterConfig
+from common.errors import WireError
+from common.lifecycle import RateLimitedLog
+from common.metrics import LearnerMetrics
+from common.wire import Message, Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
+from common.zmq_io import dealer
+from memup.batch import Batch, LaneSlice, collate
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_PERIOD_S = 2.0
+
+
+@dataclass
+class _Lane:
+    episode: str | None = None  #: the episode of the next segment (None: a new one)
+    offset: int = 0
+    sent: float | None = None  #: when the open request was sent
+    segment: Segment | None = None  #: the reply, waiting to be batched
+    last_episode: str | None = None  #: episode of the segment trained last
+
+
+class SegmentFeed:
+    """Requests, receives and batches segments for ``lanes`` lanes; fetches rollouts."""
+
+    def __init__(self, config: ClusterConfig, r: redis.Redis, metrics: LearnerMetrics) -> None:
+        self.config, self.r, self.metrics = config, r, metrics
+        self.limit = config.redis.max_frame_bytes
+        self.sock = dealer(zmq.Context.instance(), self.limit)
+        self.endpoints: set[str] = set()
+        self.next_discovery = 0.0
+        self.lanes = [_Lane() for _ in range(config.memup.lanes)]
+        self.acks: list[str] = []
+        self.rollout_acks: list[str] = []
+        self.received: dict[str, Rollout] = {}
+        self.seen_rollouts: dict[str, None] = {}
+        self.said = RateLimitedLog(log)
+
+    # -- discovery ----------------------------------------------------------------------
+
+    def discover(self, force: bool = False) -> int:
+        """Connects to new scorer endpoints and drops expired ones; returns how many are live."""
+        now = time.monotonic()
+        if not force and now < self.next_discovery:
+            return len(self.endpoints)
+        self.next_discovery = now + DISCOVERY_PERIOD_S
+        run = self.config.run.name
+        found = set()
+        for key in self.r.scan_iter(match=keys.scorer_endpoints_pattern(run), count=100):
+            value = self.r.get(key)
+            if value:
+                found.add(value.decode())
+        for endpoint in found - self.endpoints:
+            self.sock.connect(endpoint)
+            log.info("connected to scorer %s", endpoint)
+        for endpoint in self.endpoints - found:
+            try:
+                self.sock.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass
+            log.info("scorer %s left (its endpoint key expired)", endpoint)
+        self.endpoints = found
+        self.metrics.scorers_connected.set(len(found))
+        return len(found)
+
+    # -- sending and receiving ----------------------------------------------------------
+
+    def _send(self, msg: Message) -> bool:
+        try:
+            self.sock.send(encode(msg, self.limit), flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:  # no scorer connected yet: the timeout sends it again
+            return False
+
+    def _receive(self, timeout_s: float) -> None:
+        """Receives what arrives within ``timeout_s`` and files it under its lane or rollout."""
+        if not self.sock.poll(int(timeout_s * 1000)):
+            return
+        while True:
+            try:
+                frame = self.sock.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode(frame, self.limit)
+            except WireError as exc:
+                self.metrics.rejected_messages_total.labels(reason=exc.reason).inc()
+                self.said.warning(exc.reason, "refused a frame from a scorer: %s", exc)
+                continue
+            if isinstance(msg, Segment):
+                self._file_segment(msg)
+            elif isinstance(msg, Rollout):
+                if msg.rollout_id in self.seen_rollouts:
+                    self.metrics.segments_duplicate_total.inc()
+                    continue
+                self.received[msg.rollout_id] = msg
+            else:
+                self.metrics.rejected_messages_total.labels(reason="unexpected_kind").inc()
+
+    def _file_segment(self, seg: Segment) -> None:
+        lane = self.lanes[seg.lane] if 0 <= seg.lane < len(self.lanes) else None
+        answers = (lane is not None and lane.sent is not None and lane.segment is None
+                   and (seg.offset == 0 if lane.episode is None
+                        else (seg.episode, seg.offset) in {(lane.episode, lane.offset),
+                                                           (seg.episode, 0)}))
+        if not answers or lane is None:
+            self.metrics.segments_duplicate_total.inc()
+            return
+        lane.segment = seg
+
+    # -- segments -------------------------------------------------------------------------
+
+    def request_next(self) -> None:
+        """Sends a request for every lane that has neither a request in flight nor a reply."""
+        now = time.monotonic()
+        for b, lane in enumerate(self.lanes):
+            if lane.segment is None and lane.sent is None:
+                self._request(b, lane, now)
+
+    def _request(self, b: int, lane: _Lane, now: float) -> None:
+        acks, self.acks = self.acks, []
+        req = SegmentRequest(lane=b, episode=lane.episode, offset=lane.offset, credit=1,
+                             acks=acks)
+        if not self._send(req):
+            self.acks = acks + self.acks
+        lane.sent = now
+
+    def next_batch(self, timeout_s: float | None = None) -> Batch | None:
+        """The next segment of every lane as one batch (None if ``timeout_s`` passed first).
+
+        Also requests the following segments at once, so they arrive during training.
+        """
+        started = time.monotonic()
+        retry = self.config.learner.request_timeout_s
+        self.request_next()
+        while any(lane.segment is None for lane in self.lanes):
+            now = time.monotonic()
+            if timeout_s is not None and now - started > timeout_s:
+                return None
+            self.discover()
+            for b, lane in enumerate(self.lanes):
+                if lane.segment is None and lane.sent is not None and now - lane.sent > retry:
+                    self.metrics.requests_retried_total.inc()
+                    self._request(b, lane, now)
+            self._receive(0.05)
+        self.metrics.segment_wait_seconds.observe(time.monotonic() - started)
+        slices, fresh = [], np.zeros(len(self.lanes), dtype=bool)
+        for b, lane in enumerate(self.lanes):
+            seg = lane.segment
+            assert seg is not None
+            fresh[b] = seg.offset == 0 or seg.episode != lane.last_episode
+            slices.append(_as_slice(seg))
+            self.acks.append(seg.segment_id)
+            end = seg.offset + len(seg.arrays["inputs"])
+            lane.last_episode = seg.episode
+            # The lane's next position; the server answers an offset past the end with a new
+            # episode, so the learner needs no episode lengths.
+            lane.episode, lane.offset = seg.episode, end
+            lane.segment, lane.sent = None, None
+        self.request_next()
+        return collate(slices, fresh, self.config.memup.rollout)
+
+    # -- rollouts -------------------------------------------------------------------------
+
+    def rollouts(self, n: int, policy_version: int, max_lag: int,
+                 timeout_s: float | None = None) -> list[Rollout]:
+        """``n`` on-policy rollouts (fewer if ``timeout_s`` passes first)."""
+        started = time.monotonic()
+        sent = None
+        while len(self.received) < n:
+            now = time.monotonic()
+            if timeout_s is not None and now - started > timeout_s:
+                break
+            self.discover()
+            # The server keeps our credit and sends as episodes arrive: ask once per call, and
+            # again only when nothing came for a while (the request may have been lost).
+            if sent is None or now - sent > self.config.learner.request_timeout_s:
+                acks, self.rollout_acks = self.rollout_acks, []
+                request = RolloutRequest(credit=n - len(self.received), acks=acks,
+                                         policy_version=policy_version, max_lag=max_lag)
+                if not self._send(request):
+                    self.rollout_acks = acks + self.rollout_acks
+                sent = now
+            self._receive(0.05)
+        picked = list(self.received.values())[:n]
+        for rollout in picked:
+            del self.received[rollout.rollout_id]
+            self.seen_rollouts[rollout.rollout_id] = None
+        while len(self.seen_rollouts) > 100_000:
+            self.seen_rollouts.pop(next(iter(self.seen_rollouts)))
+        return picked
+
+    def ack_rollouts(self, ids: list[str]) -> None:
+        """Marks rollouts as trained on; the ids ride on the next rollout request."""
+        self.rollout_acks.extend(ids)
+
+    def flush_acks(self) -> None:
+        """Sends pending rollout acks now (at shutdown)."""
+        if self.rollout_acks:
+            self._send(RolloutRequest(credit=0, acks=self.rollout_acks, policy_version=0,
+                                      max_lag=0))
+            self.rollout_acks = []
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+def _as_slice(seg: Segment) -> LaneSlice:
+    t = seg.targets
+    return LaneSlice(inputs=seg.arrays["inputs"], queries=seg.arrays["queries"],
+                     pair_step=t["pair_step"], pair_target=t["pair_target"],
+                     pair_queries=t["pair_queries"], pair_labels=t["pair_labels"],
+                     pair_context=t.get("pair_context"), offset=seg.offset)

@@ -1,0 +1,90 @@
+"""``memup learner``: builds the learner, resumes its checkpoint, trains, writes the curves."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import torch
+
+from common import keys
+from common.config import ClusterConfig
+from common.curves import plot_curves
+from common.metrics import LearnerMetrics, serve_metrics
+from common.redis_io import connect
+from common.runlog import RunLog, read_records
+from common.status import read_statuses, start_status
+from learner.checkpoints import Checkpointer
+from learner.feed import SegmentFeed
+from learner.train import Learner
+
+log = logging.getLogger(__name__)
+
+
+def run_dir(config: ClusterConfig) -> Path:
+    """``<run.dir>/<run.name>``: config, metrics log, checkpoints and curves of the run."""
+    return Path(config.run.dir) / config.run.name
+
+
+def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.device) -> int:
+    """Trains until the run's goal or budget is reached, or ``stop``; returns the exit code.
+
+    Exit codes: 0 the run finished (or was stopped cleanly).
+    """
+    torch.set_num_threads(max(1, config.run.threads))
+    metrics = LearnerMetrics()
+    port = serve_metrics(metrics.registry, config.learner.metrics_port)
+    r = connect(config.redis.url, client_name="learner")
+    out = run_dir(config)
+    run_log = RunLog(out, config.redacted())
+    feed = SegmentFeed(config, r, metrics)
+    learner = Learner(config, r, feed, metrics, run_log, stop, device)
+    checkpointer = Checkpointer(learner, out, config.learner.checkpoint_every_s, metrics)
+    checkpointer.resume()
+    learner.on_update = checkpointer.maybe
+
+    def env_steps() -> int:
+        return int(sum(s.get("env_steps", 0) for name, s in read_statuses(r, config.run.name)
+                       .items() if name.startswith("actor-")))
+
+    def status() -> dict[str, float]:
+        return {"phase": learner.phase, "memup_updates": learner.memup_updates,
+                "ppo_updates": learner.ppo_updates, "memory_accuracy": learner.memory_accuracy,
+                "success": (sum(learner.outcomes) / len(learner.outcomes)
+                            if learner.outcomes else 0.0),
+                "policy_version": learner.versions["policy"]}
+
+    beat = start_status(r, config.run.name, "learner-0", status)
+    log.info("learner on %s, metrics on :%d, run dir %s", device, port, out)
+    try:
+        if learner.phase == 1:
+            learner.run_phase_one()
+        if not stop.is_set():
+            learner.run_phase_two(env_steps)
+    finally:
+        feed.flush_acks()
+        checkpointer.save()
+        beat.stop()
+        feed.close()
+    if learner.done:
+        r.hset(keys.control_key(config.run.name), "done", 1)
+    write_curves(out)
+    return 0
+
+
+def write_curves(out: Path) -> list[Path]:
+    """PNG learning curves of the run from its metrics log."""
+    records = read_records(out)
+    made = []
+    one = [r for r in records if r.get("phase") == 1 and "memory_accuracy" in r]
+    two = [r for r in records if r.get("phase") == 2 and "success" in r]
+    if one:
+        made.append(plot_curves({"detector": one}, "update", "memory_accuracy",
+                                out / "phase1_memory_accuracy.png",
+                                "Phase I: memory accuracy on fresh episodes", target=0.99))
+    if two:
+        made.append(plot_curves({"policy": two}, "env_steps", "success",
+                                out / "phase2_success.png", "Phase II: success rate",
+                                target=0.95))
+    return made

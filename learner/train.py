@@ -1,0 +1,244 @@
+"""The learner's training loop: phase I (MemUP memory), then phase II (PPO), or joint.
+
+Phase I trains memory + predictor on segments from the replay window and publishes the
+EMA copies for the scorers, until the detector's accuracy on fresh episodes reaches the
+target. Phase II freezes that memory as the policy's recurrent core and trains the policy
+and value heads with PPO on on-policy rollouts, publishing a new policy version after every
+update. ``ppo.mode = "joint"`` interleaves MemUP updates and soft-updates the policy's
+memory copy; ``"lstm"`` is the PPO-LSTM baseline (no MemUP at all).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import torch
+
+from common import keys
+from common.config import ClusterConfig
+from common.metrics import LearnerMetrics
+from common.models import DETECTOR, POLICY, flatten, memory_nets, policy_model, task_spec
+from common.runlog import RunLog
+from common.weights import publish_weights
+from learner.feed import SegmentFeed
+from learner.rollouts import rollout_batch
+from memup.detector import SurpriseDetector
+from memup.policy import soft_update
+from memup.ppo import PPOConfig, PPOTrainer
+from memup.update import UpdateConfig, Updater
+
+log = logging.getLogger(__name__)
+
+
+class Learner:
+    """Owns every trained network, the optimisers and the run's progress counters."""
+
+    def __init__(self, config: ClusterConfig, r: redis.Redis, feed: SegmentFeed,
+                 metrics: LearnerMetrics, run_log: RunLog, stop: threading.Event,
+                 device: torch.device) -> None:
+        self.config, self.r, self.feed, self.metrics, self.run_log, self.stop = (
+            config, r, feed, metrics, run_log, stop)
+        self.device = device
+        self.spec = task_spec(config)
+        m, p = config.memup, config.ppo
+        self.nets = memory_nets(config)
+        self.nets.memory.to(device)
+        self.nets.predictor.to(device)
+        self.detector = SurpriseDetector(self.nets.memory, self.nets.predictor, self.nets.kind,
+                                         m.ema_decay, device=device)
+        self.updater = Updater(self.nets, UpdateConfig(lr=m.lr), m.lanes, self.detector, device)
+        self.measuring = Updater(self.nets, UpdateConfig(lr=m.lr, measure_saved=True), m.lanes,
+                                 self.detector, device)
+        self.measuring.optimizer = self.updater.optimizer  # one optimiser, two ways to step
+        self.policy = policy_model(config).to(device)
+        self.policy_memory = copy.deepcopy(self.nets.memory).requires_grad_(False)
+        self.ppo = PPOTrainer(self.policy, PPOConfig(
+            lr=p.lr, clip=p.clip, value_coef=p.value_coef, entropy_coef=p.entropy_coef,
+            epochs=p.epochs, minibatch_episodes=p.minibatch_episodes, gamma=p.gamma,
+            lam=p.lam), device)
+        self.phase = 1 if p.mode == "frozen" else 2  # joint and lstm start with PPO at once
+        self.versions = {DETECTOR: 0, POLICY: 0}
+        self.memup_updates = 0
+        self.ppo_updates = 0
+        self.env_steps_trained = 0
+        self.outcomes: deque[int] = deque(maxlen=p.success_episodes)
+        self.memory_accuracy = 0.0
+        self.done = False
+        self.on_update: Callable[[], None] = lambda: None  # e.g. a periodic checkpoint
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def publish(self, name: str) -> None:
+        """Publishes the next version of ``detector`` or ``policy`` weights."""
+        if name == DETECTOR:
+            parts = {"memory": self.detector.memory, "predictor": self.detector.predictor}
+        elif self.config.ppo.mode == "lstm":
+            parts = {"lstm": self.policy}
+        else:
+            parts = {"memory": self.policy_memory, "heads": self.policy}
+        self.versions[name] += 1
+        publish_weights(self.r, self.config.run.name, name, flatten(parts), self.versions[name])
+        self.metrics.weights_version.labels(name=name).set(self.versions[name])
+
+    def set_control(self, **fields: int) -> None:
+        self.r.hset(keys.control_key(self.config.run.name), mapping=fields)
+
+    # -- phase I --------------------------------------------------------------------------
+
+    def memup_update(self) -> dict[str, float] | None:
+        """One MemUP update on the next batch of every lane (None if stopping)."""
+        batch = None
+        while batch is None and not self.stop.is_set():
+            batch = self.feed.next_batch(timeout_s=1.0)
+        if batch is None:
+            return None
+        m = self.config.memup
+        measure = m.measure_every > 0 and self.memup_updates % m.measure_every == 0
+        started = time.perf_counter()
+        stats = (self.measuring if measure else self.updater).step(batch)
+        if measure:  # the two updaters carry one lane state: hand it over
+            self.updater.state = self.measuring.state
+        else:
+            self.measuring.state = self.updater.state
+        self.memup_updates += 1
+        elapsed = time.perf_counter() - started
+        self.metrics.update_duration_seconds.labels(kind="memup").observe(elapsed)
+        self.metrics.updates_total.labels(kind="memup").inc()
+        self.metrics.samples_total.labels(kind="memup").inc(stats["steps"])
+        self.metrics.loss.labels(loss="memory").set(stats["loss"])
+        if "saved_bytes" in stats:
+            self.metrics.saved_activation_bytes.set(stats["saved_bytes"])
+        if self.memup_updates % m.publish_every == 0:
+            self.publish(DETECTOR)
+        self.on_update()
+        return stats
+
+    def detector_accuracy(self) -> tuple[float, int]:
+        """Accuracy of the newest detector versions on fresh episodes' final steps, and n."""
+        m = self.config.memup
+        raw = self.r.lrange(keys.outcomes_key(self.config.run.name), 0, m.accuracy_episodes - 1)
+        # Only outcomes scored with recent weights (the last ~200 updates) say how good the
+        # memory is now.
+        recent = self.versions[DETECTOR] - max(2, 200 // m.publish_every)
+        picked = [int(v.split(b":")[1]) for v in raw if int(v.split(b":")[0]) >= recent]
+        return (sum(picked) / len(picked) if picked else 0.0), len(picked)
+
+    def wait_for_replay(self) -> None:
+        key = keys.replay_key(self.config.run.name)
+        while not self.stop.is_set() and self.r.zcard(key) < self.config.memup.min_replay:
+            self.stop.wait(0.5)
+
+    def run_phase_one(self) -> None:
+        m = self.config.memup
+        self.set_control(phase=1)
+        self.metrics.phase.set(1)
+        if self.versions[DETECTOR] == 0:
+            self.publish(DETECTOR)  # scorers score with the very weights being trained
+        self.wait_for_replay()
+        log.info("phase I: training the memory on %d lanes x %d steps", m.lanes, m.rollout)
+        while not self.stop.is_set() and self.memup_updates < m.max_updates:
+            stats = self.memup_update()
+            if stats is None:
+                return
+            if self.memup_updates % m.publish_every == 0:
+                accuracy, n = self.detector_accuracy()
+                self.memory_accuracy = accuracy
+                self.metrics.memory_accuracy_ratio.set(accuracy)
+                self.run_log.log({"phase": 1, "update": self.memup_updates, **stats,
+                                  "memory_accuracy": accuracy, "scored": n})
+                if n >= m.accuracy_episodes and accuracy >= m.target_accuracy:
+                    log.info("phase I done: detector accuracy %.3f on %d fresh episodes "
+                             "after %d updates", accuracy, n, self.memup_updates)
+                    break
+        if not self.stop.is_set():
+            self.start_phase_two()
+
+    def start_phase_two(self) -> None:
+        """Freezes the EMA memory (the one that reached the target) as the policy's core."""
+        self.policy_memory.load_state_dict(self.detector.memory.state_dict())
+        self.phase = 2
+        self.publish(POLICY)
+        self.set_control(phase=2)
+        self.metrics.phase.set(2)
+
+    # -- phase II -------------------------------------------------------------------------
+
+    def ppo_update(self) -> dict[str, Any] | None:
+        p = self.config.ppo
+        version = self.versions[POLICY]
+        rollouts = []
+        while len(rollouts) < p.episodes_per_update and not self.stop.is_set():
+            got = self.feed.rollouts(p.episodes_per_update - len(rollouts), version, p.max_lag,
+                                     timeout_s=1.0)
+            stale = [r for r in got if version - r.policy_version > p.max_lag]
+            if stale:  # received ahead of need, then the policy moved on: never train on them
+                self.metrics.rollouts_dropped_total.inc(len(stale))
+                self.feed.ack_rollouts([r.rollout_id for r in stale])
+            rollouts += [r for r in got if version - r.policy_version <= p.max_lag]
+        if self.stop.is_set():
+            return None
+        memory = None if p.mode == "lstm" else self.policy_memory
+        batch = rollout_batch(rollouts, self.spec.n_actions, memory, self.device)
+        started = time.perf_counter()
+        self.policy.train()
+        stats = self.ppo.update(batch)
+        self.policy.eval()
+        self.metrics.update_duration_seconds.labels(kind="ppo").observe(
+            time.perf_counter() - started)
+        self.feed.ack_rollouts([r.rollout_id for r in rollouts])
+        self.ppo_updates += 1
+        steps = int(batch.mask.sum())
+        self.env_steps_trained += steps
+        for r in rollouts:
+            self.outcomes.append(int(r.arrays["reward"][-1] >= self.spec.success_reward))
+            self.metrics.policy_lag_versions.observe(version - r.policy_version)
+        self.metrics.updates_total.labels(kind="ppo").inc()
+        self.metrics.samples_total.labels(kind="ppo").inc(steps)
+        for name in ("policy", "value", "entropy"):
+            self.metrics.loss.labels(loss=name).set(stats[f"{name}_loss" if name != "entropy"
+                                                          else "entropy"])
+        success = sum(self.outcomes) / len(self.outcomes)
+        self.metrics.success_ratio.set(success)
+        self.publish(POLICY)
+        self.on_update()
+        return {**stats, "success": success, "episodes": len(rollouts),
+                "lag": version - min(r.policy_version for r in rollouts)}
+
+    def run_phase_two(self, env_steps: Callable[[], int]) -> None:
+        p = self.config.ppo
+        if self.versions[POLICY] == 0:
+            self.publish(POLICY)
+            self.set_control(phase=2)
+        self.metrics.phase.set(2)
+        log.info("phase II: PPO (%s) on %d-episode batches", p.mode, p.episodes_per_update)
+        while not self.stop.is_set():
+            if p.mode == "joint":
+                for _ in range(p.memup_updates_per_ppo):
+                    if self.memup_update() is None:
+                        return
+                    soft_update(self.policy_memory, self.nets.memory, p.soft_keep)
+            stats = self.ppo_update()
+            if stats is None:
+                return
+            steps = env_steps()
+            self.run_log.log({"phase": 2, "ppo_update": self.ppo_updates, "env_steps": steps,
+                              "memup_update": self.memup_updates, **stats})
+            full = len(self.outcomes) == self.outcomes.maxlen
+            if full and stats["success"] >= p.target_success:
+                log.info("done: success rate %.3f over the last %d episodes after %d PPO "
+                         "updates, %d env steps", stats["success"], len(self.outcomes),
+                         self.ppo_updates, steps)
+                self.done = True
+                return
+            if steps >= p.max_env_steps:
+                log.info("stopping: the env-step budget %d is spent (success %.3f)",
+                         p.max_env_steps, stats["success"])
+                self.done = True
+                return

@@ -1,0 +1,203 @@
+"""The scoring loop: done episodes in, marks and replay-window entries out, then the ack.
+
+A scorer reads "episode done" entries through the ``scorers`` consumer group (its own
+pending entries first, after a restart), runs the EMA detector over each episode without
+gradient, writes the mark, adds the episode to the replay window and only then acks.
+Scoring is idempotent: an episode that already has a mark is acked and skipped. A janitor
+claims entries another scorer left pending for too long. Bad entries are counted by
+reason, copied to the dead-letter stream and acked, so they never block the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+import redis
+import torch
+
+from common import keys
+from common.config import ClusterConfig
+from common.errors import WireError
+from common.lifecycle import RateLimitedLog
+from common.metrics import ScorerMetrics
+from common.models import DETECTOR, load_flat, memory_nets, task_spec
+from common.redis_io import ack, ensure_group, read_group, reclaim_idle, stream_stats
+from common.watcher import WeightsWatcher
+from common.wire import EpisodeDone, Mark, encode
+from memup.detector import SurpriseDetector
+from memup.episode import Episode
+from memup.targets import compose, current_step, top_k_future_batch
+from scorer.dead_letter import dead_letter
+from scorer.episodes import EpisodeUnavailable, load_done, load_steps, to_episode
+
+log = logging.getLogger(__name__)
+
+OUTCOMES_KEPT = 1000
+# T-Maze "accuracy" counts |prediction - reward| < 0.3 as right (memup-spec A.12); the
+# detector's surprise is the squared error, so the same test is surprise < 0.3 ** 2.
+CORRECT_BELOW = 0.3**2
+
+
+class ScoringLoop:
+    """Scores episodes as consumer ``consumer`` of the scorers group until ``stop`` is set."""
+
+    def __init__(self, config: ClusterConfig, consumer: str, r: redis.Redis,
+                 metrics: ScorerMetrics, stop: threading.Event,
+                 device: torch.device | str = "cpu") -> None:
+        self.config, self.consumer, self.r, self.metrics, self.stop = (
+            config, consumer, r, metrics, stop)
+        self.run_id = config.run.name
+        self.stream = keys.episodes_stream(self.run_id)
+        nets = memory_nets(config)
+        sc = config.scorer
+        self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind,
+                                         decay=config.memup.ema_decay, chunk=sc.chunk,
+                                         group=sc.group, device=device)
+        self.n_actions = task_spec(config).n_actions
+        self.rng = np.random.default_rng(config.run.seed)
+        self.version = 0
+        self.watcher = WeightsWatcher(r, self.run_id, DETECTOR, 0.5)
+        self.draining = True  # our own pending entries first: a restart resumes its work
+        self.next_janitor = 0.0
+        self.phase = 1
+        self.said = RateLimitedLog(log)
+        ensure_group(r, self.stream, keys.SCORERS_GROUP, "0")
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.watcher.start()
+        try:
+            while not self.stop.is_set():
+                self.tick()
+        finally:
+            self.watcher.stop()
+
+    def tick(self) -> int:
+        """One read-score-ack round; returns the number of entries handled."""
+        found = self.watcher.take()
+        if found is not None:
+            load_flat({"memory": self.detector.memory, "predictor": self.detector.predictor},
+                      found[1])
+            self.version = found[0]
+            self.metrics.detector_version.set(self.version)
+        group = self.config.scorer.group
+        entries: list[tuple[str, dict[bytes, bytes]]] = []
+        if time.monotonic() >= self.next_janitor:
+            self._janitor(entries)
+        if self.draining:
+            result = read_group(self.r, self.stream, keys.SCORERS_GROUP, self.consumer,
+                                count=group, block_ms=None, pending=True)
+            self.draining = bool(result.entries or result.trimmed)
+        else:
+            result = read_group(self.r, self.stream, keys.SCORERS_GROUP, self.consumer,
+                                count=group, block_ms=200, pending=False)
+        self._note(result)
+        entries += result.entries
+        if entries:
+            self.process(entries)
+        return len(entries)
+
+    def _janitor(self, entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
+        sc = self.config.scorer
+        self.next_janitor = time.monotonic() + sc.janitor_period_s
+        claimed = reclaim_idle(self.r, self.stream, keys.SCORERS_GROUP, self.consumer,
+                               min_idle_ms=int(sc.janitor_idle_s * 1000), count=sc.group)
+        self.metrics.entries_reclaimed_total.inc(len(claimed.entries))
+        self._note(claimed)
+        entries += claimed.entries
+        stats = stream_stats(self.r, self.stream, keys.SCORERS_GROUP)
+        self.metrics.stream_length_entries.labels(stream="episodes").set(stats["length"])
+        self.metrics.stream_pending_entries.labels(group=keys.SCORERS_GROUP).set(stats["pending"])
+        phase = self.r.hget(keys.control_key(self.run_id), "phase")
+        self.phase = int(phase) if phase else 1
+
+    def _note(self, result) -> None:  # type: ignore[no-untyped-def]
+        if result.trimmed:
+            self.metrics.entries_trimmed_total.inc(len(result.trimmed))
+        if result.group_recreated:
+            log.warning("the %s group was missing (Redis lost its data?); recreated it",
+                        keys.SCORERS_GROUP)
+
+    # -- one batch --------------------------------------------------------------------
+
+    def process(self, entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
+        """Loads, scores, marks and acks a batch of entries."""
+        limit = self.config.redis.max_frame_bytes
+        todo: list[tuple[str, EpisodeDone, Episode]] = []
+        for entry_id, fields in entries:
+            try:
+                done = load_done(self.r, self.run_id, fields, limit)
+                if self.r.exists(keys.mark_key(self.run_id, done.episode)):
+                    self.metrics.episodes_duplicate_total.inc()
+                    ack(self.r, self.stream, keys.SCORERS_GROUP, [entry_id])
+                    continue
+                steps = load_steps(self.r, self.run_id, done, limit)
+                todo.append((entry_id, done, to_episode(steps, self.n_actions)))
+            except (WireError, EpisodeUnavailable) as exc:
+                self._reject(entry_id, fields, exc)
+        if not todo:
+            return
+        if self.phase >= 2 and self.config.ppo.mode == "frozen":
+            self._admit(todo, None)  # the memory is frozen: PPO needs the episodes, not marks
+            return
+        started = time.perf_counter()
+        surprise, _ = self.detector.score([ep for _, _, ep in todo])
+        self.metrics.score_duration_seconds.observe(time.perf_counter() - started)
+        self._admit(todo, surprise)
+
+    def _admit(self, todo: list[tuple[str, EpisodeDone, Episode]],
+               surprise: list[np.ndarray] | None) -> None:
+        sc, run = self.config.scorer, self.run_id
+        pipe = self.r.pipeline(transaction=True)
+        if surprise is not None:
+            top = (top_k_future_batch(surprise, sc.top_k, self.rng) if sc.top_k > 0 else None)
+            for i, (_, done, ep) in enumerate(todo):
+                parts = ([top[i]] if top is not None else []) + (
+                    [current_step(len(ep))] if sc.current else [])
+                targets = compose(*parts)
+                mark = Mark(episode=done.episode, surprise=surprise[i].astype(np.float32),
+                            targets=targets, scorer_version=self.version)
+                pipe.set(keys.mark_key(run, done.episode), encode(mark))
+                correct = int(surprise[i][-1] < CORRECT_BELOW)
+                pipe.lpush(keys.outcomes_key(run), f"{self.version}:{correct}")
+                for s in surprise[i][:: max(1, len(ep) // 64)]:  # a sample keeps this cheap
+                    self.metrics.surprise.observe(float(s))
+                self.metrics.targets_marked_total.inc(targets.size)
+            pipe.ltrim(keys.outcomes_key(run), 0, OUTCOMES_KEPT - 1)
+        now = time.time()
+        for _, done, _ in todo:
+            pipe.persist(keys.fragments_key(run, done.episode))  # the window owns it now
+            pipe.zadd(keys.replay_key(run), {done.episode: now})
+        pipe.xack(self.stream, keys.SCORERS_GROUP, *[entry_id for entry_id, _, _ in todo])
+        pipe.execute()
+        self.metrics.episodes_scored_total.inc(len(todo))
+        self.metrics.scored_through(now)
+        self._trim_window()
+
+    def _trim_window(self) -> None:
+        run = self.run_id
+        excess = self.r.zcard(keys.replay_key(run)) - self.config.scorer.replay_episodes
+        if excess > 0:
+            evicted = [m.decode() for m, _ in self.r.zpopmin(keys.replay_key(run), excess)]
+            if evicted:
+                self.r.delete(*[keys.fragments_key(run, e) for e in evicted],
+                              *[keys.mark_key(run, e) for e in evicted])
+                self.metrics.replay_evicted_total.inc(len(evicted))
+        self.metrics.replay_episodes.set(self.r.zcard(keys.replay_key(run)))
+
+    def _reject(self, entry_id: str, fields: dict[bytes, bytes],
+                exc: WireError | EpisodeUnavailable) -> None:
+        reason = exc.reason
+        if isinstance(exc, WireError):
+            self.metrics.rejected_messages_total.labels(reason=reason).inc()
+        else:
+            self.metrics.episodes_dropped_total.labels(reason=reason).inc()
+        self.said.warning(reason, "episodes-stream entry %s refused (%s): %s; moved to the "
+                          "dead-letter stream", entry_id, reason, exc)
+        dead_letter(self.r, self.config, source="episodes", entry=entry_id, reason=reason,
+                    detail=str(exc), frame=fields.get(b"msg", b""))
+        ack(self.r, self.stream, keys.SCORERS_GROUP, [entry_id])

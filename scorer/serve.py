@@ -1,0 +1,254 @@
+"""The segment server: a ROUTER answering learners with segments and on-policy rollouts.
+
+Segment requests are self-contained ("lane 3: episode E from step 120", or "lane 5: a new
+episode"), so any scorer replica can answer any request; the server only caches assembled
+episodes. The learner piggybacks the ids it trained on onto later requests. For PPO the
+server reads the ``ppo`` group of the episodes stream and XACKs an entry only once the
+learner acked its rollout: a rollout lost between server and learner is sent again after
+``request_timeout_s``, and one played by a policy older than the learner allows is dropped
+and counted. Every frame from a peer is decoded with the size limit; a bad one is counted,
+dead-lettered, and the server goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+import redis
+import zmq
+
+from common import keys
+from common.config import ClusterConfig
+from common.errors import WireError
+from common.lifecycle import HeartbeatThread, RateLimitedLog
+from common.metrics import ScorerMetrics
+from common.models import task_spec
+from common.redis_io import ack, ensure_group, read_group
+from common.wire import Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
+from common.zmq_io import router
+from memup.batch import lane_slice
+from memup.episode import Episode
+from scorer.dead_letter import dead_letter
+from scorer.episodes import EpisodeUnavailable, load_done, load_marked, load_steps
+
+log = logging.getLogger(__name__)
+
+
+class SegmentServer:
+    """Serves segments and rollouts on ``tcp://bind_host:port`` until ``stop`` is set.
+
+    Args:
+        config: the run's config.
+        consumer: this replica's name (its endpoint key and ppo-group consumer name).
+        r: a Redis client for this thread.
+        metrics: the scorer's metrics.
+        stop: set to end :meth:`run`.
+    """
+
+    def __init__(self, config: ClusterConfig, consumer: str, r: redis.Redis,
+                 metrics: ScorerMetrics, stop: threading.Event) -> None:
+        self.config, self.consumer, self.r, self.metrics, self.stop = (
+            config, consumer, r, metrics, stop)
+        self.run_id = config.run.name
+        self.limit = config.redis.max_frame_bytes
+        self.n_actions = task_spec(config).n_actions
+        self.ctx = zmq.Context.instance()
+        sc = config.scorer
+        self.sock, self.port = router(self.ctx, sc.bind_host, sc.port, self.limit)
+        self.endpoint = f"tcp://{sc.advertise_host}:{self.port}"
+        self.cache: OrderedDict[str, Episode] = OrderedDict()
+        self.unacked: OrderedDict[str, float] = OrderedDict()  # segment id -> time served
+        self.in_flight: dict[str, tuple[bytes, float, bytes]] = {}  # rollout -> peer, t, frame
+        self.credit: dict[bytes, tuple[int, int, int]] = {}  # peer -> credit, version, lag
+        self.ppo_ready = False
+        self.ppo_draining = True
+        self.stream = keys.episodes_stream(self.run_id)
+        self.said = RateLimitedLog(log)
+        key = keys.scorer_endpoint_key(self.run_id, consumer.split("-", 1)[1])
+        ttl_ms = int(sc.endpoint_ttl_s * 1000)
+        self.heartbeat = HeartbeatThread(lambda: r.set(key, self.endpoint, px=ttl_ms),
+                                         interval=sc.endpoint_ttl_s / 3, name="endpoint")
+
+    def run(self) -> None:
+        """Registers the endpoint (with a heartbeat TTL) and answers until ``stop``."""
+        self.heartbeat.start()
+        log.info("%s: segment server on %s", self.consumer, self.endpoint)
+        try:
+            while not self.stop.is_set():
+                if self.sock.poll(50):
+                    self.handle_one()
+                if self.credit:
+                    self._pump_rollouts()
+                self._resend_overdue()
+        finally:
+            self.heartbeat.stop()
+            self.r.delete(keys.scorer_endpoint_key(self.run_id, self.consumer.split("-", 1)[1]))
+            self.sock.close(0)
+
+    def handle_one(self) -> None:
+        """Receives and answers one request (or refuses it)."""
+        parts = self.sock.recv_multipart(copy=True)
+        if len(parts) != 2:
+            self._refuse(parts[0] if parts else b"", b"".join(parts[1:]), "malformed",
+                         f"expected 2 frames, got {len(parts)}")
+            return
+        peer, frame = parts
+        try:
+            msg = decode(frame, self.limit)
+        except WireError as exc:
+            self._refuse(peer, frame, exc.reason, str(exc))
+            return
+        if isinstance(msg, SegmentRequest):
+            self._serve_segment(peer, msg)
+        elif isinstance(msg, RolloutRequest):
+            self._serve_rollouts(peer, msg)
+        else:
+            self._refuse(peer, frame, "unexpected_kind", f"a {msg.KIND} is not a request")
+
+    def _refuse(self, peer: bytes, frame: bytes, reason: str, detail: str) -> None:
+        self.metrics.rejected_messages_total.labels(reason=reason).inc()
+        self.said.warning(reason, "refused a frame from a learner (%s): %s", reason, detail)
+        dead_letter(self.r, self.config, source="segment_server", entry=peer.hex()[:32],
+                    reason=reason, detail=detail, frame=frame)
+
+    def _send(self, peer: bytes, frame: bytes) -> bool:
+        try:
+            self.sock.send_multipart([peer, frame], flags=zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError as exc:  # the peer left (ROUTER_MANDATORY) or its queue is full
+            self.said.warning("send", "could not reply to a learner: %s", exc)
+            return False
+
+    # -- MemUP segments -------------------------------------------------------------------
+
+    def _episode(self, episode: str) -> Episode:
+        ep = self.cache.get(episode)
+        if ep is None:
+            ep = load_marked(self.r, self.run_id, episode, self.n_actions, self.limit)
+            self.cache[episode] = ep
+            if len(self.cache) > self.config.scorer.cache_episodes:
+                self.cache.popitem(last=False)
+        else:
+            self.cache.move_to_end(episode)
+        return ep
+
+    def _pick_new(self) -> tuple[str, Episode] | None:
+        for _ in range(4):  # an episode may be evicted between the pick and the load
+            member = self.r.zrandmember(keys.replay_key(self.run_id))
+            if member is None:
+                return None
+            try:
+                return member.decode(), self._episode(member.decode())
+            except EpisodeUnavailable:
+                continue
+        return None
+
+    def _serve_segment(self, peer: bytes, req: SegmentRequest) -> None:
+        for acked in req.acks:
+            if self.unacked.pop(acked, None) is not None:
+                self.metrics.segments_acked_total.inc()
+        picked: tuple[str, Episode] | None = None
+        offset = req.offset
+        if req.episode is not None:
+            try:
+                picked = req.episode, self._episode(req.episode)
+            except EpisodeUnavailable:
+                picked = None  # evicted mid-walk: the lane continues with a new episode
+            except WireError as exc:
+                self._refuse(peer, b"", exc.reason, f"stored episode {req.episode}: {exc}")
+            if picked is not None and offset >= len(picked[1]):
+                picked = None
+        if picked is None:
+            offset = 0
+            picked = self._pick_new()
+            if picked is None:
+                return  # nothing scored yet: the learner asks again after its timeout
+        episode, ep = picked
+        mem = self.config.memup
+        piece = lane_slice(ep, offset, mem.rollout, mem.frequency)
+        segment_id = f"{episode}.{offset}"
+        targets = {"pair_step": piece.pair_step, "pair_target": piece.pair_target,
+                   "pair_queries": piece.pair_queries, "pair_labels": piece.pair_labels}
+        segment = Segment(segment_id=segment_id, lane=req.lane, episode=episode, offset=offset,
+                          arrays={"inputs": piece.inputs, "queries": piece.queries},
+                          targets=targets, policy_version=0)
+        if segment_id in self.unacked:
+            self.metrics.segments_redelivered_total.inc()
+        if self._send(peer, encode(segment, self.limit)):
+            self.unacked[segment_id] = time.monotonic()
+            if len(self.unacked) > 100_000:  # a learner that never acks must not grow us
+                self.unacked.popitem(last=False)
+            self.metrics.segments_served_total.inc()
+
+    # -- PPO rollouts ---------------------------------------------------------------------
+
+    def _serve_rollouts(self, peer: bytes, req: RolloutRequest) -> None:
+        """Takes the learner's acks and its credit; :meth:`_pump_rollouts` spends the credit."""
+        if not self.ppo_ready:
+            # Created at the first request: episodes from before PPO started are not wanted.
+            ensure_group(self.r, self.stream, keys.PPO_GROUP, "$")
+            self.ppo_ready = True
+        if req.acks:
+            acked = [a for a in req.acks if self.in_flight.pop(a, None) is not None]
+            ack(self.r, self.stream, keys.PPO_GROUP, req.acks)
+            self.metrics.rollouts_acked_total.inc(len(acked))
+        # The newest request states how many more rollouts the learner can take now.
+        self.credit[peer] = (req.credit, req.policy_version, req.max_lag)
+        self._pump_rollouts()
+
+    def _pump_rollouts(self) -> None:
+        """Sends rollouts to learners with credit left, as far as the ppo group has entries."""
+        for peer, (credit, version, max_lag) in list(self.credit.items()):
+            if credit <= 0:
+                continue
+            result = read_group(self.r, self.stream, keys.PPO_GROUP, self.consumer,
+                                count=credit, block_ms=None, pending=self.ppo_draining)
+            if self.ppo_draining and not (result.entries or result.trimmed):
+                self.ppo_draining = False
+            sent = 0
+            for entry_id, fields in result.entries:
+                if entry_id not in self.in_flight:
+                    sent += self._send_rollout(peer, version, max_lag, entry_id, fields)
+            self.credit[peer] = (credit - sent, version, max_lag)
+
+    def _send_rollout(self, peer: bytes, version: int, max_lag: int, entry_id: str,
+                      fields: dict[bytes, bytes]) -> bool:
+        """Sends one ppo-group entry as a rollout; True if sent (else dropped and acked)."""
+        try:
+            done = load_done(self.r, self.run_id, fields, self.limit)
+            if done.policy_version < version - max_lag:
+                self.metrics.rollouts_dropped_total.labels(reason="stale").inc()
+                ack(self.r, self.stream, keys.PPO_GROUP, [entry_id])
+                return False
+            steps = load_steps(self.r, self.run_id, done, self.limit)
+        except WireError as exc:
+            self._refuse(peer, fields.get(b"msg", b""), exc.reason, str(exc))
+            ack(self.r, self.stream, keys.PPO_GROUP, [entry_id])
+            return False
+        except EpisodeUnavailable as exc:
+            self.metrics.rollouts_dropped_total.labels(reason=f"episode_{exc.reason}").inc()
+            ack(self.r, self.stream, keys.PPO_GROUP, [entry_id])
+            return False
+        rollout = Rollout(rollout_id=entry_id, episode=done.episode,
+                          arrays={k: np.ascontiguousarray(v) for k, v in steps.items()},
+                          policy_version=done.policy_version)
+        frame = encode(rollout, self.limit)
+        if not self._send(peer, frame):
+            return False
+        self.in_flight[entry_id] = (peer, time.monotonic(), frame)
+        self.metrics.rollouts_served_total.inc()
+        return True
+
+    def _resend_overdue(self) -> None:
+        deadline = time.monotonic() - 2 * self.config.learner.request_timeout_s
+        for entry_id, (peer, sent, frame) in list(self.in_flight.items()):
+            if sent < deadline:
+                if self._send(peer, frame):
+                    self.in_flight[entry_id] = (peer, time.monotonic(), frame)
+                    self.metrics.segments_redelivered_total.inc()
+                else:
+                    del self.in_flight[entry_id]  # that learner is gone; its PEL entry stays
