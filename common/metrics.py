@@ -184,6 +184,8 @@ class ScorerMetrics(_RoleMetrics):
         self.episodes_dropped_total = c("episodes_dropped_total",
                                         "Done episodes not scored: fragments missing or broken.",
                                         ["reason"])
+        for reason in ("missing", "incomplete"):
+            self.episodes_dropped_total.labels(reason=reason)
         self._newest_done: float | None = None
         # Computed at scrape time, so a stalled scorer shows a growing lag, not a stale one.
         self.lag_seconds.set_function(self._lag)
