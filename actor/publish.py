@@ -111,14 +111,22 @@ class FragmentPublisher(threading.Thread):
         """
         self._next_check = time.monotonic() + 0.5
         try:
-            phase = self.r.hget(keys.control_key(self.run_id), "phase")
-            group = (keys.PPO_GROUP if phase == b"2" and self.config.ppo.mode == "frozen"
-                     else keys.SCORERS_GROUP)
+            phase, produced, trained = self.r.hmget(keys.control_key(self.run_id),
+                                                    ["phase", "env_steps", "trained_steps"])
+            ppo_phase = phase == b"2" and self.config.ppo.mode == "frozen"
+            group = keys.PPO_GROUP if ppo_phase else keys.SCORERS_GROUP
             behind = backlog(self.r, keys.episodes_stream(self.run_id), group,
                              self.config.actor.max_backlog)
         except redis.RedisError:
             return  # the write path counts and retries Redis errors
-        self.paused = behind is not None and behind >= self.config.actor.max_backlog
+        ahead = False
+        if not ppo_phase and self.config.ppo.mode != "lstm":
+            # Phase I: each env step is trained on about replay_ratio times, then new ones.
+            m = self.config.memup
+            allowed = (m.warmup_episodes * self.config.task.length
+                       + int(trained or 0) / m.replay_ratio)
+            ahead = int(produced or 0) > allowed
+        self.paused = ahead or (behind is not None and behind >= self.config.actor.max_backlog)
 
     def _write(self, batch: list[tuple[Fragment, EpisodeDone | None]]) -> None:
         started = time.perf_counter()
@@ -130,6 +138,8 @@ class FragmentPublisher(threading.Thread):
             pipe.rpush(key, encode(fragment, limit))
             pipe.expire(key, ttl)
             if done is not None:
+                # A run-wide step count: the budget and the rate limit read it.
+                pipe.hincrby(keys.control_key(self.run_id), "env_steps", done.length)
                 pipe.xadd(keys.episodes_stream(self.run_id), {EPISODE_FIELD: encode(done, limit)},
                           maxlen=self.config.redis.stream_maxlen, approximate=True)
         pipe.execute()

@@ -10,8 +10,10 @@ from cli.options import HelpFormatter, parse_with_config
 from cli.plot import add_plot_parser
 from cli.roles import add_role_parsers
 from cli.train import add_train_parsers
+from cli.up import add_up_parser
 
 EXAMPLES = """examples:
+  memup up                                                # local cluster, T-Maze-LNR-1000
   memup train tmaze-memory --length 1000 --rollout 20     # phase I on T-Maze-LNR-1000
   memup train copy --length 120                           # Copy-120
   memup bench memory --lengths 1000,10000,100000 --json   # bytes stored for backward
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="memup", formatter_class=HelpFormatter, epilog=EXAMPLES,
         description="MemUP: learning very long-term memory by predicting uncertain outcomes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_up_parser(sub)
     add_train_parsers(sub)
     add_bench_parsers(sub)
     add_plot_parser(sub)

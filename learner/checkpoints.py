@@ -36,8 +36,10 @@ def learner_state(learner: Learner) -> dict[str, Any]:
         "phase": learner.phase,
         "versions": dict(learner.versions),
         "memup_updates": learner.memup_updates,
+        "memup_steps": learner.memup_steps,
         "ppo_updates": learner.ppo_updates,
         "env_steps_trained": learner.env_steps_trained,
+        "env_steps": learner.env_steps(),
         "outcomes": list(learner.outcomes),
         "rng": torch.get_rng_state(),
     }
@@ -56,8 +58,10 @@ def restore(learner: Learner, state: dict[str, Any]) -> None:
     learner.phase = int(state["phase"])
     learner.versions.update({k: int(v) for k, v in state["versions"].items()})
     learner.memup_updates = int(state["memup_updates"])
+    learner.memup_steps = int(state["memup_steps"])
     learner.ppo_updates = int(state["ppo_updates"])
     learner.env_steps_trained = int(state["env_steps_trained"])
+    learner.resume_env_steps(int(state["env_steps"]))
     learner.outcomes.extend(int(o) for o in state["outcomes"])
     torch.set_rng_state(state["rng"])
 

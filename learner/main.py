@@ -14,7 +14,7 @@ from common.curves import plot_curves
 from common.metrics import LearnerMetrics, serve_metrics
 from common.redis_io import connect
 from common.runlog import RunLog, read_records
-from common.status import read_statuses, start_status
+from common.status import start_status
 from learner.checkpoints import Checkpointer
 from learner.feed import SegmentFeed
 from learner.train import Learner
@@ -44,16 +44,13 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
     checkpointer.resume()
     learner.on_update = checkpointer.maybe
 
-    def env_steps() -> int:
-        return int(sum(s.get("env_steps", 0) for name, s in read_statuses(r, config.run.name)
-                       .items() if name.startswith("actor-")))
-
     def status() -> dict[str, float]:
         return {"phase": learner.phase, "memup_updates": learner.memup_updates,
                 "ppo_updates": learner.ppo_updates, "memory_accuracy": learner.memory_accuracy,
                 "success": (sum(learner.outcomes) / len(learner.outcomes)
                             if learner.outcomes else 0.0),
-                "policy_version": learner.versions["policy"]}
+                "policy_version": learner.versions["policy"], "loss": learner.last_loss,
+                "lag": learner.last_lag}
 
     beat = start_status(r, config.run.name, "learner-0", status)
     log.info("learner on %s, metrics on :%d, run dir %s", device, port, out)
@@ -61,7 +58,7 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
         if learner.phase == 1:
             learner.run_phase_one()
         if not stop.is_set():
-            learner.run_phase_two(env_steps)
+            learner.run_phase_two()
     finally:
         feed.flush_acks()
         checkpointer.save()

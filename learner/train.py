@@ -66,11 +66,14 @@ class Learner:
         self.phase = 1 if p.mode == "frozen" else 2  # joint and lstm start with PPO at once
         self.versions = {DETECTOR: 0, POLICY: 0}
         self.memup_updates = 0
+        self.memup_steps = 0  #: env steps trained on by MemUP updates (repeats counted)
         self.ppo_updates = 0
         self.env_steps_trained = 0
         self.outcomes: deque[int] = deque(maxlen=p.success_episodes)
         self.memory_accuracy = 0.0
         self.done = False
+        self.last_loss = 0.0
+        self.last_lag = 0
         self.on_update: Callable[[], None] = lambda: None  # e.g. a periodic checkpoint
 
     # -- publishing -----------------------------------------------------------------------
@@ -86,6 +89,14 @@ class Learner:
         self.versions[name] += 1
         publish_weights(self.r, self.config.run.name, name, flatten(parts), self.versions[name])
         self.metrics.weights_version.labels(name=name).set(self.versions[name])
+
+    def env_steps(self) -> int:
+        """Env steps all actors of the run have published (the budget counts these)."""
+        return int(self.r.hget(keys.control_key(self.config.run.name), "env_steps") or 0)
+
+    def resume_env_steps(self, steps: int) -> None:
+        """After a restart on a fresh Redis, carries the run's step count over."""
+        self.r.hsetnx(keys.control_key(self.config.run.name), "env_steps", steps)
 
     def set_control(self, **fields: int) -> None:
         self.r.hset(keys.control_key(self.config.run.name), mapping=fields)
@@ -113,10 +124,13 @@ class Learner:
         self.metrics.updates_total.labels(kind="memup").inc()
         self.metrics.samples_total.labels(kind="memup").inc(stats["steps"])
         self.metrics.loss.labels(loss="memory").set(stats["loss"])
+        self.last_loss = stats["loss"]
         if "saved_bytes" in stats:
             self.metrics.saved_activation_bytes.set(stats["saved_bytes"])
+        self.memup_steps += int(stats["steps"])
         if self.memup_updates % m.publish_every == 0:
             self.publish(DETECTOR)
+            self.set_control(trained_steps=self.memup_steps)
         self.on_update()
         return stats
 
@@ -205,13 +219,14 @@ class Learner:
             self.metrics.loss.labels(loss=name).set(stats[f"{name}_loss" if name != "entropy"
                                                           else "entropy"])
         success = sum(self.outcomes) / len(self.outcomes)
+        self.last_lag = version - min(r.policy_version for r in rollouts)
         self.metrics.success_ratio.set(success)
         self.publish(POLICY)
         self.on_update()
         return {**stats, "success": success, "episodes": len(rollouts),
                 "lag": version - min(r.policy_version for r in rollouts)}
 
-    def run_phase_two(self, env_steps: Callable[[], int]) -> None:
+    def run_phase_two(self) -> None:
         p = self.config.ppo
         if self.versions[POLICY] == 0:
             self.publish(POLICY)
@@ -227,7 +242,7 @@ class Learner:
             stats = self.ppo_update()
             if stats is None:
                 return
-            steps = env_steps()
+            steps = self.env_steps()
             self.run_log.log({"phase": 2, "ppo_update": self.ppo_updates, "env_steps": steps,
                               "memup_update": self.memup_updates, **stats})
             full = len(self.outcomes) == self.outcomes.maxlen

@@ -1,0 +1,39 @@
+"""End to end: `memup up` on T-Maze-LNR-20 — embedded Redis, 2 actors, a scorer, a learner.
+
+Every part is real: a redis-server process, role subprocesses, ZeroMQ over loopback TCP.
+The run must pass phase I (memory) and phase II (PPO) on its own within the time limit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_memup_up_trains_memory_then_policy(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "up", "--config", "configs/up_tmaze_lnr_20.toml",
+         "--set", f"run.dir={tmp_path}", "--max-minutes", "4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=330)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "tmaze-lnr-20"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    one = [r for r in records if r["phase"] == 1]
+    two = [r for r in records if r["phase"] == 2]
+    # Chance is far below this: a memory without the clue gets |error| < 0.3 on ~no
+    # final step (the reward is +4 or -3); the run ends phase I only at 0.95.
+    assert one and one[-1]["memory_accuracy"] >= 0.9, one[-3:]
+    assert two and two[-1]["success"] >= 0.9, two[-3:]
+    assert two[-1]["episodes"] == 32
+    logs = sorted(p.name for p in (run / "logs").iterdir())
+    assert logs == ["actor-0.log", "actor-1.log", "learner.log", "scorer-0.log"]
+    assert "finished after" in proc.stderr
+    assert (run / "checkpoints" / "learner.pt").is_file()
+    assert (run / "phase1_memory_accuracy.png").is_file() and (run / "phase2_success.png").is_file()
+    # Both actors really played: each published fragments.
+    for name in ("actor-0", "actor-1"):
+        assert "stopped after" in (run / "logs" / f"{name}.log").read_text()
