@@ -57,7 +57,8 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
         elapsed = max(time.monotonic() - started, 1e-9)
         return {"env_steps": loop.env_steps, "steps_per_s": loop.env_steps / elapsed,
                 "episodes": loop.episodes_done, "successes": loop.successes,
-                "policy_version": policy.version, "queue": len(publisher._queue)}
+                "policy_version": policy.version, "queue": publisher.queued,
+                "metrics_port": port}
 
     beat = start_status(r, config.run.name, name, status)
 

@@ -51,6 +51,11 @@ class FragmentPublisher(threading.Thread):
         self.paused = False  #: consumers are behind: the env loop should wait
         self._next_check = 0.0
 
+    @property
+    def queued(self) -> int:
+        """Fragments waiting to be written."""
+        return len(self._queue)
+
     def put(self, fragment: Fragment, done: EpisodeDone | None = None) -> None:
         """Queues a fragment (and, with the episode's last one, its done event); never blocks."""
         with self._cond:

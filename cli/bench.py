@@ -15,11 +15,22 @@ MEMORY_EXAMPLES = """examples:
   memup bench memory --methods memup --lengths 1000000
 """
 
+PIPELINE_EXAMPLES = """examples:
+  memup bench pipeline                          # T-Maze-LNR-100, 2 actors x 16 envs, 60 s
+  memup bench pipeline --length 1000 --seconds 120 --json
+"""
+
 MIB = 1024 * 1024
 
 
+def _pipeline(args: argparse.Namespace) -> int:
+    from cli.bench_pipeline import run_pipeline_bench
+
+    return run_pipeline_bench(args)
+
+
 def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
-    """Registers ``memup bench memory``."""
+    """Registers ``memup bench memory`` and ``memup bench pipeline``."""
     bench = sub.add_parser("bench", help="benchmarks (tables, or --json)",
                            formatter_class=HelpFormatter, epilog=MEMORY_EXAMPLES,
                            description="Benchmarks. Each prints a table, or JSON with --json.")
@@ -40,6 +51,26 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
     mem.add_argument("--timeout", type=float, default=1800, help="seconds per case")
     mem.add_argument("--json", action="store_true", help="print one JSON object")
     mem.set_defaults(run=run_memory_bench)
+    pipe = kinds.add_parser(
+        "pipeline", formatter_class=HelpFormatter, epilog=PIPELINE_EXAMPLES,
+        help="end-to-end env steps/s through the cluster vs raw env stepping; per-hop latency",
+        description="Raw env steps/s of the same envs in one process, then a real local "
+        "cluster (embedded Redis, actors, scorer, learner in phase I) measured after warm-up: "
+        "steps published, scored into the replay window and trained on per second, and "
+        "p50/p99 latency of each hop from the roles' Prometheus histograms.")
+    pipe.add_argument("--env", default="tmaze", choices=["tmaze"], help="the environment")
+    pipe.add_argument("--length", type=int, default=100, help="T-Maze corridor length")
+    pipe.add_argument("--actors", type=int, default=2, help="actor processes")
+    pipe.add_argument("--envs", type=int, default=16, help="envs per actor")
+    pipe.add_argument("--seconds", type=float, default=60.0, help="measurement window")
+    pipe.add_argument("--raw-seconds", type=float, default=10.0, help="raw stepping time")
+    pipe.add_argument("--warmup-updates", type=int, default=50,
+                      help="learner updates before the window opens")
+    pipe.add_argument("--replay-ratio", type=float, default=0.01,
+                      help="trained steps per env step before actors wait (low: actors run "
+                           "as fast as the pipeline takes their steps)")
+    pipe.add_argument("--json", action="store_true", help="print one JSON object")
+    pipe.set_defaults(run=_pipeline)
 
 
 def _case(method: str, length: int, args: argparse.Namespace) -> dict:

@@ -153,6 +153,9 @@ class ScorerMetrics(_RoleMetrics):
                                           "Episodes skipped: already marked.")
         self.targets_marked_total = c("targets_marked_total", "Steps marked as MemUP targets.")
         self.surprise = h("surprise", "Per-step surprise of scored episodes.", SURPRISE_BUCKETS)
+        self.episode_wait_seconds = h("episode_wait_seconds",
+                                      "Time from an episode's done event to its mark.",
+                                      WAIT_BUCKETS)
         self.score_duration_seconds = h("score_duration_seconds", "Time to score one batch.",
                                         UPDATE_BUCKETS)
         self.lag_seconds = g("lag_seconds", "Now minus done time of the newest scored episode.")
@@ -227,6 +230,8 @@ class LearnerMetrics(_RoleMetrics):
                                         "Time since the last checkpoint (or since start).")
         self.checkpoint_duration_seconds = h("checkpoint_duration_seconds",
                                              "Time to write a checkpoint.", CHECKPOINT_BUCKETS)
+        self.segment_rtt_seconds = h("segment_rtt_seconds",
+                                     "Segment request to reply, over ZeroMQ.", HOP_BUCKETS)
         self.segment_wait_seconds = h("segment_wait_seconds", "Time an update waited for data.",
                                       WAIT_BUCKETS)
         self.segment_queue_depth = g("segment_queue_depth", "Segments received, not yet used.")

@@ -127,9 +127,10 @@ class SegmentFeed:
                    and (seg.offset == 0 if lane.episode is None
                         else (seg.episode, seg.offset) in {(lane.episode, lane.offset),
                                                            (seg.episode, 0)}))
-        if not answers or lane is None:
+        if not answers or lane is None or lane.sent is None:
             self.metrics.segments_duplicate_total.inc()
             return
+        self.metrics.segment_rtt_seconds.observe(time.monotonic() - lane.sent)
         lane.segment = seg
 
     # -- segments -------------------------------------------------------------------------

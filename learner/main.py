@@ -46,11 +46,12 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
 
     def status() -> dict[str, float]:
         return {"phase": learner.phase, "memup_updates": learner.memup_updates,
+                "memup_steps": learner.memup_steps,
                 "ppo_updates": learner.ppo_updates, "memory_accuracy": learner.memory_accuracy,
                 "success": (sum(learner.outcomes) / len(learner.outcomes)
                             if learner.outcomes else 0.0),
                 "policy_version": learner.versions["policy"], "loss": learner.last_loss,
-                "lag": learner.last_lag}
+                "lag": learner.last_lag, "metrics_port": port}
 
     beat = start_status(r, config.run.name, "learner-0", status)
     log.info("learner on %s, metrics on :%d, run dir %s", device, port, out)

@@ -57,8 +57,8 @@ def run_scorer(config: ClusterConfig, replica: int | str, stop: threading.Event,
         return {"scored": value("memup_scorer_episodes_scored_total") or 0.0,
                 "served": value("memup_scorer_segments_served_total") or 0.0,
                 "rollouts": value("memup_scorer_rollouts_served_total") or 0.0,
-                "detector_version": scoring.version,
-                "uptime_s": time.monotonic() - started}
+                "detector_version": scoring.version, "scored_steps": scoring.scored_steps,
+                "uptime_s": time.monotonic() - started, "metrics_port": port}
 
     beat = start_status(r, config.run.name, name, status)
     log.info("%s: scoring and serving on %s, metrics on :%d", name, server.endpoint, port)

@@ -63,6 +63,7 @@ class ScoringLoop:
         self.draining = True  # our own pending entries first: a restart resumes its work
         self.next_janitor = 0.0
         self.phase = 1
+        self.scored_steps = 0  #: steps of the episodes admitted to the window
         self.said = RateLimitedLog(log)
         ensure_group(r, self.stream, keys.SCORERS_GROUP, "0")
 
@@ -169,12 +170,16 @@ class ScoringLoop:
                 self.metrics.targets_marked_total.inc(targets.size)
             pipe.ltrim(keys.outcomes_key(run), 0, OUTCOMES_KEPT - 1)
         now = time.time()
+        for entry_id, _, _ in todo:  # a stream id starts with its XADD time in milliseconds
+            self.metrics.episode_wait_seconds.observe(max(0.0, now - int(entry_id.split("-")[0])
+                                                          / 1000))
         for _, done, _ in todo:
             pipe.persist(keys.fragments_key(run, done.episode))  # the window owns it now
             pipe.zadd(keys.replay_key(run), {done.episode: now})
         pipe.xack(self.stream, keys.SCORERS_GROUP, *[entry_id for entry_id, _, _ in todo])
         pipe.execute()
         self.metrics.episodes_scored_total.inc(len(todo))
+        self.scored_steps += sum(len(ep) for _, _, ep in todo)
         self.metrics.scored_through(now)
         self._trim_window()
 
