@@ -1,0 +1,63 @@
+"""The cluster config: defaults < file < environment < --set, clear errors, redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.config import ConfigError, load_config
+
+
+def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text('[actor]\nenvs = 4\nreplicas = 3\n[memup]\nlr = 1e-3\n[run]\nname = "a"\n')
+    env = {"MEMUP_ACTOR_ENVS": "8", "MEMUP_MEMUP_INTERACTION": "false",
+           "REDIS_URL": "redis://:pw@h:1/0"}
+    config = load_config(path, ["actor.envs=12", "scorer.top_k=3"], environ=env)
+    assert config.actor.envs == 12  # flag beats environment beats file
+    assert config.actor.replicas == 3  # file beats default
+    assert config.memup.lr == pytest.approx(1e-3)
+    assert config.memup.interaction is False
+    assert config.scorer.top_k == 3
+    assert config.redis.url == "redis://:pw@h:1/0"
+    assert config.redacted()["redis"]["url"] == "redis://:***@h:1/0"
+    assert config.run.name == "a"
+
+
+def test_unrelated_environment_variables_are_ignored() -> None:
+    config = load_config(environ={"MEMUP_HOME": "/x", "MEMUPX_ACTOR_ENVS": "3"})
+    assert config.actor.envs == 16
+
+
+@pytest.mark.parametrize(("overrides", "needle"), [
+    (["actor.env=3"], "unknown key actor.env"),
+    (["nosuch.key=1"], "unknown section"),
+    (["actor.envs=many"], "not a valid int"),
+    (["memup.interaction=maybe"], "not a valid bool"),
+    (["actor.envs"], "use section.key=value"),
+    (["ppo.mode=sideways"], "use frozen, joint or lstm"),
+    (["run.name=a:b"], "invalid run name"),
+])
+def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: str) -> None:
+    with pytest.raises((ConfigError, ValueError), match=needle):
+        load_config(overrides=overrides, environ={})
+
+
+def test_bad_file_is_refused_with_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[actor\n")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(path, environ={})
+    path.write_text("[actor]\nenvs = [4]\n")
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(path, environ={})
+
+
+def test_shipped_cluster_configs_load() -> None:
+    root = Path(__file__).resolve().parents[2] / "configs"
+    names = sorted(p.name for p in root.glob("up_*.toml"))
+    assert "up_tmaze_lnr_1000.toml" in names
+    for name in names:
+        config = load_config(root / name, environ={})
+        assert config.task.env == "tmaze"
