@@ -37,3 +37,25 @@ def test_memup_up_trains_memory_then_policy(tmp_path: Path) -> None:
     # Both actors really played: each published fragments.
     for name in ("actor-0", "actor-1"):
         assert "stopped after" in (run / "logs" / f"{name}.log").read_text()
+
+
+def test_joint_and_lstm_modes_run_through_the_same_pipeline(tmp_path: Path) -> None:
+    """The joint mode and the PPO-LSTM baseline train PPO from the start, in one minute."""
+    for mode in ("joint", "lstm"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli.main", "up", "--config", "configs/up_tmaze_lnr_20.toml",
+             "--set", f"run.dir={tmp_path}", "--set", f"run.name=m-{mode}",
+             "--set", f"ppo.mode={mode}", "--set", "ppo.memup_updates_per_ppo=10",
+             "--set", "ppo.episodes_per_update=16", "--max-minutes", "0.75"],
+            cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        run = tmp_path / f"m-{mode}"
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        ppo = [r for r in records if r["phase"] == 2]
+        assert len(ppo) >= 3, (mode, records[-3:])
+        assert not [r for r in records if r["phase"] == 1]  # no separate memory phase
+        # joint: MemUP updates between PPO updates; lstm: none at all
+        memup_updates = ppo[-1]["memup_update"]
+        assert memup_updates >= 10 * (len(ppo) - 1) if mode == "joint" else memup_updates == 0
+        for log in (run / "logs").iterdir():
+            assert "Traceback" not in log.read_text(), (mode, log.name)
