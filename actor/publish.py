@@ -118,14 +118,14 @@ class FragmentPublisher(threading.Thread):
         try:
             phase, produced, trained = self.r.hmget(keys.control_key(self.run_id),
                                                     ["phase", "env_steps", "trained_steps"])
-            ppo_phase = phase == b"2" and self.config.ppo.mode == "frozen"
+            ppo_phase = phase == b"2"  # PPO consumes the episodes (all modes)
             group = keys.PPO_GROUP if ppo_phase else keys.SCORERS_GROUP
             behind = backlog(self.r, keys.episodes_stream(self.run_id), group,
                              self.config.actor.max_backlog)
         except redis.RedisError:
             return  # the write path counts and retries Redis errors
         ahead = False
-        if not ppo_phase and self.config.ppo.mode != "lstm":
+        if not ppo_phase:
             # Phase I: each env step is trained on about replay_ratio times, then new ones.
             m = self.config.memup
             allowed = (m.warmup_episodes * self.config.task.length

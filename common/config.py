@@ -89,7 +89,7 @@ class MemupConfig:
     lr: float = 5e-3
     ema_decay: float = 0.995
     target_accuracy: float = 0.99  #: phase I ends when the detector's accuracy reaches this
-    accuracy_episodes: int = 200  #: fresh episodes the accuracy is measured on
+    accuracy_episodes: int = 100  #: fresh episodes the accuracy is measured on (newest)
     max_updates: int = 20_000  #: phase I budget
     publish_every: int = 25  #: detector weights published every this many updates
     min_replay: int = 64  #: episodes in the window before training starts

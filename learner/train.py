@@ -135,13 +135,14 @@ class Learner:
         return stats
 
     def detector_accuracy(self) -> tuple[float, int]:
-        """Accuracy of the newest detector versions on fresh episodes' final steps, and n."""
-        m = self.config.memup
-        raw = self.r.lrange(keys.outcomes_key(self.config.run.name), 0, m.accuracy_episodes - 1)
-        # Only outcomes scored with recent weights (the last ~200 updates) say how good the
-        # memory is now.
-        recent = self.versions[DETECTOR] - max(2, 200 // m.publish_every)
-        picked = [int(v.split(b":")[1]) for v in raw if int(v.split(b":")[0]) >= recent]
+        """The EMA detector's accuracy on the final step of the newest fresh episodes, and n.
+
+        Outcomes scored by older detector versions stay in the window: the detector only
+        improves, so they can only make the measurement stricter.
+        """
+        raw = self.r.lrange(keys.outcomes_key(self.config.run.name), 0,
+                            self.config.memup.accuracy_episodes - 1)
+        picked = [int(v.split(b":")[1]) for v in raw]
         return (sum(picked) / len(picked) if picked else 0.0), len(picked)
 
     def wait_for_replay(self) -> None:

@@ -142,8 +142,9 @@ class ScoringLoop:
                 self._reject(entry_id, fields, exc)
         if not todo:
             return
-        if self.phase >= 2 and self.config.ppo.mode == "frozen":
-            self._admit(todo, None)  # the memory is frozen: PPO needs the episodes, not marks
+        if self.phase >= 2 and self.config.ppo.mode in ("frozen", "lstm"):
+            # No MemUP training any more (or ever): PPO needs the episodes, not marks.
+            self._admit(todo, None)
             return
         started = time.perf_counter()
         surprise, _ = self.detector.score([ep for _, _, ep in todo])

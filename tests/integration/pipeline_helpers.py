@@ -7,6 +7,7 @@ real processes; nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,10 +16,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import msgpack
 import numpy as np
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -308,3 +310,27 @@ class Stoppable(threading.Thread):
         self.join(timeout)
         if self.error is not None:
             raise self.error
+
+
+# ------------------------------------------------------------------ frames
+
+
+def tamper(frame: bytes, **changes: object) -> bytes:
+    """``frame`` re-packed with top-level entries changed (``v=2``, ``k="bogus"``, ...)."""
+    body = msgpack.unpackb(frame)
+    body.update(changes)
+    return msgpack.packb(body, use_bin_type=True)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Runs in-process roles with ``n`` torch threads, as ``memup scorer`` does
+    (``run.threads``); on a small machine more threads mostly wait on each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

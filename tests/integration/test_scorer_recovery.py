@@ -11,6 +11,7 @@ replica restarted (it drains its own pending entries first) or another replica's
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import redis
@@ -18,7 +19,10 @@ import redis
 from actor.publish import EPISODE_FIELD
 from common import keys
 from common.embedded_redis import EmbeddedRedis
+from common.metrics import ScorerMetrics
+from common.redis_io import connect
 from common.wire import EpisodeDone, decode, encode
+from scorer.score import ScoringLoop
 from tests.integration.pipeline_helpers import (
     ScorerProcess,
     consumer_pending,
@@ -29,6 +33,7 @@ from tests.integration.pipeline_helpers import (
     publish,
     sample,
     start_scorers,
+    torch_threads,
     wait_for,
 )
 
@@ -172,3 +177,31 @@ def test_janitor_of_another_replica_reclaims_what_a_dead_scorer_held(
     finally:
         for scorer in scorers.values():
             scorer.cleanup()
+
+
+def test_done_entry_published_twice_is_scored_once(redis_server: EmbeddedRedis,
+                                                   redis_client: redis.Redis) -> None:
+    """The actor's publisher re-runs its whole MULTI when a reply is lost, so an episode's
+    "done" entry can be in the stream twice, one right after the other, and both copies
+    then arrive in one read of the scorer. Scoring must still happen once per episode."""
+    r, run = redis_client, "recovery-twice"
+    config = make_config(run, redis_server.url)
+    episodes = play_episodes(config, 4, seed=13)
+    publish(r, config, episodes)
+    publish(r, config, episodes[:2])  # the retried transaction of the first two
+    assert r.xlen(keys.episodes_stream(run)) == 6
+    metrics = ScorerMetrics()
+    loop = ScoringLoop(config, "scorer-0", connect(redis_server.url), metrics,
+                       threading.Event())
+    with torch_threads(1):
+        wait_for(lambda: loop.tick() >= 0 and group_pending(r, run) == 0
+                 and len(marked(r, run)) == 4, 20, "every entry handled", interval=0)
+        wait_for(lambda: loop.tick() == 0, 5, "nothing left to read", interval=0)
+
+    assert r.zcard(keys.replay_key(run)) == 4
+    scored = metrics.registry.get_sample_value(SCORED)
+    duplicates = metrics.registry.get_sample_value(DUPLICATE)
+    outcomes = r.llen(keys.outcomes_key(run))
+    assert (scored, duplicates, outcomes) == (4, 2, 4), (
+        f"scored {scored}, skipped as duplicates {duplicates}, {outcomes} outcomes for 4 "
+        "episodes: a copy read in the same batch as its original is scored again")

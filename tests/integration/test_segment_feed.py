@@ -1,0 +1,182 @@
+"""A segment reply lost between the segment server and the learner is asked for again,
+served again, and trained on exactly once.
+
+A real :class:`SegmentServer` (in a thread) serves segments of episodes a real
+:class:`ScoringLoop` scored into the replay window; a real :class:`SegmentFeed` asks for
+them over TCP. Between the two sits a ZeroMQ proxy the learner finds through Redis: the
+server binds 127.0.0.1 but advertises 127.0.0.2 (same port), where the proxy listens, as a
+NAT or a load balancer would. The proxy holds back chosen replies (the learner sees them
+as lost), then lets them through late, after the retried requests were answered.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import redis
+import zmq
+
+from common import keys
+from common.embedded_redis import EmbeddedRedis
+from common.metrics import LearnerMetrics, ScorerMetrics
+from common.redis_io import connect
+from common.wire import Segment, decode
+from learner.feed import SegmentFeed
+from memup.encoding import encode_steps
+from scorer.score import ScoringLoop
+from scorer.serve import SegmentServer
+from tests.integration.pipeline_helpers import (
+    Stoppable,
+    make_config,
+    marked,
+    play_episodes,
+    publish,
+    torch_threads,
+    wait_for,
+)
+
+LANES, ROLLOUT, HELD = 4, 5, 2
+
+
+class HoldingProxy(Stoppable):
+    """ROUTER (learners connect) <-> DEALER (connected to the server) forwarding frames both
+    ways, except that it holds back the first ``hold`` replies that are continuation
+    segments (offset > 0) until :meth:`release`."""
+
+    def __init__(self, front: str, back: str, hold: int) -> None:
+        super().__init__(self._serve, "holding-proxy")
+        self.front, self.back = front, back
+        self.to_hold = hold
+        self.held: list[tuple[bytes, bytes, Segment]] = []
+        self.released = 0
+        self._release = threading.Event()
+        self.bound = threading.Event()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def _serve(self, stop: threading.Event) -> None:
+        ctx = zmq.Context.instance()
+        front, back = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+        for sock in (front, back):
+            sock.setsockopt(zmq.LINGER, 0)
+        front.bind(self.front)
+        back.connect(self.back)
+        self.bound.set()
+        poller = zmq.Poller()
+        poller.register(front, zmq.POLLIN)
+        poller.register(back, zmq.POLLIN)
+        learner = b""
+        try:
+            while not stop.is_set():
+                events = dict(poller.poll(20))
+                if front in events:
+                    learner, frame = front.recv_multipart()
+                    back.send(frame)
+                if back in events:
+                    frame = back.recv()
+                    msg = decode(frame)
+                    if self.to_hold > 0 and isinstance(msg, Segment) and msg.offset > 0:
+                        self.to_hold -= 1
+                        self.held.append((learner, frame, msg))
+                    else:
+                        front.send_multipart([learner, frame])
+                if self._release.is_set() and self.released < len(self.held):
+                    for peer, frame, _ in self.held[self.released:]:
+                        front.send_multipart([peer, frame])
+                    self.released = len(self.held)
+        finally:
+            front.close(0)
+            back.close(0)
+
+
+def _inputs(episodes: dict[str, dict[str, np.ndarray]], episode: str, offset: int) -> np.ndarray:
+    """The memory inputs of steps ``offset .. offset + ROLLOUT`` of a published episode."""
+    steps = episodes[episode]
+    inputs, _, _ = encode_steps(steps["obs"], steps["action"], steps["reward"], 2)
+    return inputs[offset:offset + ROLLOUT]
+
+
+def test_lost_segment_is_served_again_and_trained_once(
+        redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    r, run, url = redis_client, "feed-lost-reply", redis_server.url
+    config = make_config(run, url, f"memup.lanes={LANES}", f"memup.rollout={ROLLOUT}",
+                         "learner.request_timeout_s=0.5", "scorer.bind_host=127.0.0.1",
+                         "scorer.advertise_host=127.0.0.2")
+    played = play_episodes(config, 60, seed=21)
+    publish(r, config, played)
+    episodes = {done.episode: {k: np.concatenate([f.arrays[k] for f in frags])
+                               for k in ("obs", "action", "reward")}
+                for frags, done in played}
+    assert min(len(e["action"]) for e in episodes.values()) > 2 * ROLLOUT
+
+    scorer_metrics, learner_metrics = ScorerMetrics(), LearnerMetrics()
+    scoring = ScoringLoop(config, "scorer-0", connect(url), scorer_metrics, threading.Event())
+    with torch_threads(1):
+        wait_for(lambda: scoring.tick() >= 0 and len(marked(r, run)) == len(played), 30,
+                 "every episode scored into the replay window", interval=0)
+
+    server_stop = threading.Event()
+    server = SegmentServer(config, "scorer-0", connect(url), scorer_metrics, server_stop)
+    proxy = HoldingProxy(f"tcp://127.0.0.2:{server.port}", f"tcp://127.0.0.1:{server.port}",
+                         hold=HELD)
+    proxy.start()
+    assert proxy.bound.wait(5)
+    server_thread = threading.Thread(target=server.run, name="segment-server", daemon=True)
+    server_thread.start()
+    feed = SegmentFeed(config, connect(url), learner_metrics)
+
+    def learner(name: str) -> float:
+        return learner_metrics.registry.get_sample_value(f"memup_learner_{name}") or 0.0
+
+    def scorer(name: str) -> float:
+        return scorer_metrics.registry.get_sample_value(f"memup_scorer_{name}") or 0.0
+
+    try:
+        wait_for(lambda: feed.discover(force=True) == 1, 10, "the advertised endpoint")
+        assert feed.endpoints == {f"tcp://127.0.0.2:{server.port}"}  # the learner uses the proxy
+        assert r.get(keys.scorer_endpoint_key(run, 0)) == f"tcp://127.0.0.2:{server.port}".encode()
+
+        trained: list[list[tuple[str, int]]] = []  # per batch: each lane's (episode, offset)
+
+        def take() -> None:
+            expected = [(lane.episode, lane.offset) for lane in feed.lanes]
+            batch = feed.next_batch(timeout_s=10)
+            assert batch is not None, "no full batch within 10 s"
+            assert tuple(batch.inputs.shape[:2]) == (LANES, ROLLOUT)
+            row = []
+            for b, lane in enumerate(feed.lanes):
+                episode, offset = expected[b]
+                if episode is None or offset >= len(episodes[episode]["action"]):
+                    episode, offset = lane.last_episode, 0  # the server picks a new episode
+                n = min(ROLLOUT, len(episodes[episode]["action"]) - offset)
+                assert lane.last_episode == episode and lane.offset == offset + n
+                assert bool(batch.fresh[b]) == (offset == 0)
+                np.testing.assert_array_equal(batch.inputs[b, :n].numpy(),
+                                              _inputs(episodes, episode, offset)[:n])
+                row.append((episode, offset))
+            trained.append(row)
+
+        take()  # new episodes, offset 0; the next requests (offset 5) leave at once
+        retried_before = learner("requests_retried_total")
+        take()  # HELD of those replies never arrive: their lanes are asked again
+        assert len(proxy.held) == HELD
+        assert learner("requests_retried_total") - retried_before >= HELD
+        assert scorer("segments_redelivered_total") >= HELD
+
+        proxy.release()  # the lost replies turn up late: duplicates, never trained
+        wait_for(lambda: proxy.released == HELD, 5, "held replies let through")
+        take()
+        wait_for(lambda: take() is None and learner("segments_duplicate_total") >= HELD, 10,
+                 "the late replies counted as duplicates", interval=0)
+
+        for _, _, seg in proxy.held:  # each late reply's segment was trained exactly once
+            assert sum(row[seg.lane] == (seg.episode, seg.offset) for row in trained) == 1
+        assert learner("segments_duplicate_total") >= HELD
+        assert scorer("segments_acked_total") >= LANES * (len(trained) - 1)
+    finally:
+        server_stop.set()
+        server_thread.join(5)
+        proxy.finish()
+        feed.close()
