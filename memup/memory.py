@@ -97,8 +97,7 @@ class Memory(nn.Module):
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         """Zero (h, c) for ``batch`` sequences, each ``[layers, batch, hidden]``."""
-        zeros = torch.zeros(self.layers, batch, self.hidden, device=device)
-        return zeros, zeros.clone()
+        return zero_state(self.lstm, batch, device)
 
     def forward(
         self, inputs: torch.Tensor, state: State, resets: torch.Tensor | None = None
@@ -128,6 +127,12 @@ class Memory(nn.Module):
             out, (h, c) = self.lstm(x[:, start:end], (h, c))
             outputs.append(out)
         return torch.cat(outputs, dim=1), (h, c)
+
+
+def zero_state(lstm: nn.LSTM, batch: int, device: torch.device | str = "cpu") -> State:
+    """Zero (h, c) of ``lstm`` for ``batch`` sequences, each ``[layers, batch, hidden]``."""
+    zeros = torch.zeros(lstm.num_layers, batch, lstm.hidden_size, device=device)
+    return zeros, zeros.clone()
 
 
 def mask_state(state: State, keep: torch.Tensor) -> State:

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-State = tuple[torch.Tensor, torch.Tensor]
+from memup.memory import State, zero_state
 
 
 def orthogonal_linear(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
@@ -103,8 +103,7 @@ class LstmPolicy(nn.Module):
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         """Zero (h, c) for ``batch`` sequences, each ``[layers, batch, hidden]``."""
-        zeros = torch.zeros(self.layers, batch, self.hidden, device=device)
-        return zeros, zeros.clone()
+        return zero_state(self.lstm, batch, device)
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
         """One actor step: ``[B, in_dim]`` inputs → logits ``[B, A]``, value ``[B]``, new state."""
