@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -84,6 +85,7 @@ def _runner(role: str) -> Callable[[argparse.Namespace], int]:
 
         config = load_cluster_config(args)
         setup_logging(args.log_level, role)
+        logging.getLogger(role).info("resolved config: %s", json.dumps(config.redacted()))
         if not config.redis.url:
             print(f"memup {role}: no Redis: set REDIS_URL (or --redis-url), or run the whole "
                   "cluster with `memup up`", file=sys.stderr)

@@ -51,7 +51,7 @@ def run_up(args: argparse.Namespace) -> int:
     from common import keys
     from common.embedded_redis import EmbeddedRedis
     from common.lifecycle import StopSignal
-    from common.metrics import SupervisorMetrics
+    from common.metrics import SupervisorMetrics, serve_metrics
     from common.redis_io import connect
 
     run_dir = Path(config.run.dir) / config.run.name
@@ -74,7 +74,10 @@ def run_up(args: argparse.Namespace) -> int:
                                   run_dir / f"logs/{role}-{i}.log"))
     r = connect(url)
     r.hdel(keys.control_key(config.run.name), "done")
-    supervisor = Supervisor(children, env, SupervisorMetrics())
+    metrics = SupervisorMetrics()
+    port = serve_metrics(metrics.registry, 0)
+    log.info("supervisor metrics (restarts, running roles) on http://127.0.0.1:%d/metrics", port)
+    supervisor = Supervisor(children, env, metrics)
     view = StatusView(r, config.run.name)
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
     with StopSignal() as stop:
