@@ -14,6 +14,7 @@ import logging
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,6 +83,8 @@ class ActorLoop:
         self.boot = secrets.token_hex(3)  # episode ids stay unique across restarts
         self.n = config.actor.envs
         self.envs = [make_env(i) for i in range(self.n)]
+        self.seed = config.run.seed * 100_003 + zlib.crc32(actor_id.encode())
+        self.seeded = [False] * self.n
         self.episodes_started = 0
         self.episodes_done = 0
         self.successes = 0
@@ -94,7 +97,9 @@ class ActorLoop:
         self.open: list[_Open] = [self._reset(i) for i in range(self.n)]
 
     def _reset(self, slot: int) -> _Open:
-        seed = None if self.episodes_started else self.config.run.seed * 1000 + slot
+        # Each env is seeded once, at its first reset, distinctly per actor and slot.
+        seed = None if self.seeded[slot] else self.seed * 1000 + slot
+        self.seeded[slot] = True
         obs, _ = self.envs[slot].reset(seed=seed)
         self.obs[slot] = obs
         self.prev_action[slot] = -1
@@ -141,6 +146,7 @@ class ActorLoop:
         except Exception:  # a broken env may fail to close; it is replaced either way
             pass
         self.envs[slot] = self.make_env(slot)
+        self.seeded[slot] = True  # unseeded: a recreated env must not replay old episodes
         self.open[slot] = self._reset(slot)
 
     def step(self) -> None:
