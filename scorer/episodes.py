@@ -81,9 +81,19 @@ def assemble(frames: list[bytes], episode: str, max_frame_bytes: int, length: in
     return steps
 
 
-def to_episode(steps: dict[str, np.ndarray], n_actions: int) -> Episode:
-    """The memory's view of the steps (inputs, queries, labels); raw steps kept in extras."""
-    actions = steps["action"]
+def to_episode(steps: dict[str, np.ndarray], n_actions: int, obs_dim: int) -> Episode:
+    """The memory's view of the steps (inputs, queries, labels).
+
+    Raises:
+        EpisodeUnavailable: arrays of the wrong shape, or actions out of range (a peer's
+            frames decoded fine but do not describe an episode of this task).
+    """
+    obs, actions, rewards = steps["obs"], steps["action"], steps["reward"]
+    if obs.ndim != 2 or obs.shape[1] != obs_dim or rewards.shape != actions.shape \
+            or actions.ndim != 1 or len(obs) != len(actions):
+        raise EpisodeUnavailable("incomplete", f"steps of the wrong shape: obs {obs.shape} "
+                                 f"(want [T, {obs_dim}]), actions {actions.shape}, rewards "
+                                 f"{rewards.shape}")
     if actions.size and (actions.min() < 0 or actions.max() >= n_actions):
         raise EpisodeUnavailable("incomplete", f"actions outside 0..{n_actions - 1}")
     inputs, queries, labels = encode_steps(steps["obs"], actions, steps["reward"], n_actions)
@@ -110,8 +120,8 @@ class _NotDone(WireError):
     reason = "malformed"
 
 
-def load_marked(r: redis.Redis, run: str, episode: str, n_actions: int, max_frame_bytes: int
-                ) -> Episode:
+def load_marked(r: redis.Redis, run: str, episode: str, n_actions: int, obs_dim: int,
+                max_frame_bytes: int) -> Episode:
     """A replay-window episode with its mark's targets in ``extras["targets"]``.
 
     Raises:
@@ -129,6 +139,6 @@ def load_marked(r: redis.Redis, run: str, episode: str, n_actions: int, max_fram
         raise EpisodeUnavailable("incomplete", f"episode {episode}: the mark key holds a "
                                  f"{mark.KIND}")
     steps = assemble(frames, episode, max_frame_bytes, len(mark.surprise))
-    ep = to_episode(steps, n_actions)
+    ep = to_episode(steps, n_actions, obs_dim)
     ep.extras["targets"] = np.asarray(mark.targets, dtype=np.int64)
     return ep

@@ -56,7 +56,8 @@ class ScoringLoop:
         self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind,
                                          decay=config.memup.ema_decay, chunk=sc.chunk,
                                          group=sc.group, device=device)
-        self.n_actions = task_spec(config).n_actions
+        spec = task_spec(config)
+        self.n_actions, self.obs_dim = spec.n_actions, spec.obs_dim
         self.rng = np.random.default_rng(config.run.seed)
         self.version = 0
         self.watcher = WeightsWatcher(r, self.run_id, DETECTOR, 0.5)
@@ -129,15 +130,18 @@ class ScoringLoop:
         """Loads, scores, marks and acks a batch of entries."""
         limit = self.config.redis.max_frame_bytes
         todo: list[tuple[str, EpisodeDone, Episode]] = []
+        seen: set[str] = set()  # a publish retried after a lost reply can repeat an entry
         for entry_id, fields in entries:
             try:
                 done = load_done(self.r, self.run_id, fields, limit)
-                if self.r.exists(keys.mark_key(self.run_id, done.episode)):
+                if done.episode in seen or self.r.exists(keys.mark_key(self.run_id,
+                                                                       done.episode)):
                     self.metrics.episodes_duplicate_total.inc()
                     ack(self.r, self.stream, keys.SCORERS_GROUP, [entry_id])
                     continue
                 steps = load_steps(self.r, self.run_id, done, limit)
-                todo.append((entry_id, done, to_episode(steps, self.n_actions)))
+                todo.append((entry_id, done, to_episode(steps, self.n_actions, self.obs_dim)))
+                seen.add(done.episode)
             except (WireError, EpisodeUnavailable) as exc:
                 self._reject(entry_id, fields, exc)
         if not todo:

@@ -55,7 +55,8 @@ class SegmentServer:
             config, consumer, r, metrics, stop)
         self.run_id = config.run.name
         self.limit = config.redis.max_frame_bytes
-        self.n_actions = task_spec(config).n_actions
+        spec = task_spec(config)
+        self.n_actions, self.obs_dim = spec.n_actions, spec.obs_dim
         self.ctx = zmq.Context.instance()
         sc = config.scorer
         self.sock, self.port = router(self.ctx, sc.bind_host, sc.port, self.limit)
@@ -128,7 +129,8 @@ class SegmentServer:
     def _episode(self, episode: str) -> Episode:
         ep = self.cache.get(episode)
         if ep is None:
-            ep = load_marked(self.r, self.run_id, episode, self.n_actions, self.limit)
+            ep = load_marked(self.r, self.run_id, episode, self.n_actions, self.obs_dim,
+                             self.limit)
             self.cache[episode] = ep
             if len(self.cache) > self.config.scorer.cache_episodes:
                 self.cache.popitem(last=False)
@@ -141,9 +143,14 @@ class SegmentServer:
             member = self.r.zrandmember(keys.replay_key(self.run_id))
             if member is None:
                 return None
+            episode = member.decode()
             try:
-                return member.decode(), self._episode(member.decode())
+                return episode, self._episode(episode)
             except EpisodeUnavailable:
+                continue
+            except WireError as exc:  # e.g. a mark written by another schema version
+                self._refuse(b"", b"", exc.reason, f"stored episode {episode}: {exc}")
+                self.r.zrem(keys.replay_key(self.run_id), episode)
                 continue
         return None
 

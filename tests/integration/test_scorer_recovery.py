@@ -86,7 +86,9 @@ def test_scorer_restarted_after_sigkill_scores_every_episode_exactly_once(
     r, run, n = redis_client, "recovery-restart", 200
     config = make_config(run, redis_server.url)
     episodes = play_episodes(config, n, seed=11)
-    first = ScorerProcess(redis_server.url, run, 0)
+    # No janitor within the test: only draining its own pending entries can recover them.
+    no_janitor = ["scorer.janitor_idle_s=600"]
+    first = ScorerProcess(redis_server.url, run, 0, no_janitor)
     second: ScorerProcess | None = None
     try:
         first.wait_ready(r)
@@ -110,9 +112,12 @@ def test_scorer_restarted_after_sigkill_scores_every_episode_exactly_once(
         for episode in again:
             r.xadd(keys.episodes_stream(run), {EPISODE_FIELD: encode(by_id[episode])})
 
-        second = ScorerProcess(redis_server.url, run, 0)  # the same replica id
+        # The dead process's endpoint key would expire within scorer.endpoint_ttl_s; gone
+        # now, it tells when the new process is up.
+        r.delete(keys.scorer_endpoint_key(run, 0))
+        second = ScorerProcess(redis_server.url, run, 0, no_janitor)  # the same replica id
         second.wait_ready(r)
-        wait_for(lambda: len(marked(r, run)) == n, 60, f"all {n} episodes marked",
+        wait_for(lambda: len(marked(r, run)) == n, 30, f"all {n} episodes marked",
                  alive=second.dead)
         wait_for(lambda: group_pending(r, run) == 0, 10, "no entry pending", alive=second.dead)
         metrics = wait_for(
