@@ -21,7 +21,7 @@ import torch
 from common import keys
 from common.config import ClusterConfig
 from common.errors import WireError
-from common.lifecycle import RateLimitedLog
+from common.lifecycle import Backoff, RateLimitedLog
 from common.metrics import ScorerMetrics
 from common.models import DETECTOR, load_flat, memory_nets, task_spec
 from common.redis_io import ack, ensure_group, read_group, reclaim_idle, stream_stats
@@ -71,10 +71,21 @@ class ScoringLoop:
     # -- the loop ---------------------------------------------------------------------
 
     def run(self) -> None:
+        """Ticks until ``stop``; rides out Redis outages with backoff (counted, logged)."""
         self.watcher.start()
+        backoff = Backoff(base=0.2, cap=10.0)
         try:
             while not self.stop.is_set():
-                self.tick()
+                try:
+                    self.tick()
+                    backoff.reset()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    kind = "timeout" if isinstance(exc, redis.TimeoutError) else "connection"
+                    self.metrics.redis_errors_total.labels(kind=kind).inc()
+                    delay = backoff.next()
+                    self.said.warning(kind, "Redis unreachable (%s); retrying in %.1fs", exc,
+                                      delay)
+                    self.stop.wait(delay)
         finally:
             self.watcher.stop()
 

@@ -24,7 +24,7 @@ import zmq
 from common import keys
 from common.config import ClusterConfig
 from common.errors import WireError
-from common.lifecycle import HeartbeatThread, RateLimitedLog
+from common.lifecycle import Backoff, HeartbeatThread, RateLimitedLog
 from common.metrics import ScorerMetrics
 from common.models import task_spec
 from common.redis_io import ack, ensure_group, read_group
@@ -79,12 +79,22 @@ class SegmentServer:
         self.heartbeat.start()
         log.info("%s: segment server on %s", self.consumer, self.endpoint)
         try:
+            backoff = Backoff(base=0.2, cap=10.0)
             while not self.stop.is_set():
-                if self.sock.poll(50):
-                    self.handle_one()
-                if self.credit:
-                    self._pump_rollouts()
-                self._resend_overdue()
+                try:
+                    if self.sock.poll(50):
+                        self.handle_one()
+                    if self.credit:
+                        self._pump_rollouts()
+                    self._resend_overdue()
+                    backoff.reset()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    # The request is lost with it; the learner asks again after its timeout.
+                    self.metrics.redis_errors_total.labels(kind="connection").inc()
+                    delay = backoff.next()
+                    self.said.warning("redis", "Redis unreachable (%s); retrying in %.1fs",
+                                      exc, delay)
+                    self.stop.wait(delay)
         finally:
             self.heartbeat.stop()
             self.r.delete(keys.scorer_endpoint_key(self.run_id, self.consumer.split("-", 1)[1]))
