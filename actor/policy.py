@@ -25,9 +25,11 @@ class ActingPolicy:
         config: the run's config (task, memory and policy sizes, PPO mode).
         n_envs: B.
         seed: seeds the random policy and the sampling of actions.
+        greedy: take the most likely action instead of sampling (evaluation).
     """
 
-    def __init__(self, config: ClusterConfig, n_envs: int, seed: int) -> None:
+    def __init__(self, config: ClusterConfig, n_envs: int, seed: int,
+                 greedy: bool = False) -> None:
         self.spec = task_spec(config)
         self.lstm = config.ppo.mode == "lstm"
         self.model = policy_model(config).eval()
@@ -35,6 +37,7 @@ class ActingPolicy:
         core = self.model if self.lstm else self.memory
         self.state = core.initial_state(n_envs)  # type: ignore[union-attr]
         self.version = 0
+        self.greedy = greedy
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -65,5 +68,9 @@ class ActingPolicy:
         else:
             m, self.state = self.memory(x[:, None], self.state)  # type: ignore[misc]
             logits, values = self.model(m[:, 0])
-        actions, log_probs = categorical_sample(logits, self.generator)
+        if self.greedy:
+            actions = logits.argmax(-1)
+            log_probs = torch.log_softmax(logits, -1).gather(-1, actions[:, None])[:, 0]
+        else:
+            actions, log_probs = categorical_sample(logits, self.generator)
         return actions.numpy(), log_probs.numpy().astype(np.float32), values.numpy()

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cli.bench import add_bench_parsers
+from cli.evaluate import add_eval_parser
 from cli.options import HelpFormatter, parse_with_config
 from cli.plot import add_plot_parser
 from cli.roles import add_role_parsers
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parsers(sub)
     add_bench_parsers(sub)
     add_plot_parser(sub)
+    add_eval_parser(sub)
     add_role_parsers(sub)
     return parser
 
