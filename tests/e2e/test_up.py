@@ -65,3 +65,28 @@ def test_joint_and_lstm_modes_run_through_the_same_pipeline(tmp_path: Path) -> N
         assert memup_updates >= 10 * (len(ppo) - 1) if mode == "joint" else memup_updates == 0
         for log in (run / "logs").iterdir():
             assert "Traceback" not in log.read_text(), (mode, log.name)
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """Stop `memup up` during phase I, run the same command again: the learner continues
+    from its checkpoint (updates and weights versions go on, never back) and finishes."""
+    command = [sys.executable, "-m", "cli.main", "up", "--config", "configs/up_tmaze_lnr_20.toml",
+               "--set", f"run.dir={tmp_path}", "--set", "run.name=resumed",
+               "--set", "memup.target_accuracy=1.01"]  # phase I cannot end in the first part
+    first = subprocess.run([*command, "--max-minutes", "0.5"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=180)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "resumed"
+    before = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert before and before[-1]["phase"] == 1
+    stopped_at = before[-1]["update"]
+    second = subprocess.run([*command[:-2], "--max-minutes", "3"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=330)
+    assert second.returncode == 0, second.stderr[-3000:]
+    log = (run / "logs" / "learner.log").read_text()
+    assert "resumed from" in log
+    after = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    updates = [r["update"] for r in after if r["phase"] == 1]
+    assert updates == sorted(updates)  # the count continued, it did not restart at 0
+    assert max(updates) > stopped_at
+    assert after[-1]["phase"] == 2 and after[-1]["success"] >= 0.9
