@@ -15,7 +15,8 @@ from cli.roles import add_cluster_flags, load_cluster_config, setup_logging
 
 log = logging.getLogger("memup.up")
 
-DEFAULT_CONFIG = Path("configs/up_tmaze_lnr_1000.toml")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "up_tmaze_lnr_1000.toml"
+"""What `memup up` runs without --config (the checkout's file; defaults match it)."""
 
 EXAMPLES = """examples:
   memup up                                             # T-Maze-LNR-1000, phase I then PPO

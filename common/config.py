@@ -94,7 +94,7 @@ class MemupConfig:
     publish_every: int = 25  #: detector weights published every this many updates
     min_replay: int = 64  #: episodes in the window before training starts
     warmup_episodes: int = 128  #: episodes actors may produce before training has begun
-    replay_ratio: float = 4.0  #: trained steps per env step: actors wait beyond it
+    replay_ratio: float = 1.0  #: trained steps per env step: actors wait beyond it
     measure_every: int = 50  #: stored-bytes-for-backward measured every this many updates
 
 

@@ -42,6 +42,7 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
     learner = Learner(config, r, feed, metrics, run_log, stop, device)
     checkpointer = Checkpointer(learner, out, config.learner.checkpoint_every_s, metrics)
     checkpointer.resume()
+    learner.sync_versions()
     learner.on_update = checkpointer.maybe
 
     def status() -> dict[str, float]:

@@ -26,7 +26,7 @@ from common.config import ClusterConfig
 from common.metrics import LearnerMetrics
 from common.models import DETECTOR, POLICY, flatten, memory_nets, policy_model, task_spec
 from common.runlog import RunLog
-from common.weights import publish_weights
+from common.weights import publish_weights, weights_version
 from learner.feed import SegmentFeed
 from learner.rollouts import rollout_batch
 from memup.detector import SurpriseDetector
@@ -97,6 +97,16 @@ class Learner:
     def resume_env_steps(self, steps: int) -> None:
         """After a restart on a fresh Redis, carries the run's step count over."""
         self.r.hsetnx(keys.control_key(self.config.run.name), "env_steps", steps)
+
+    def sync_versions(self) -> None:
+        """Continues weights versions after the newest published ones.
+
+        A learner restarted from a checkpoint older than its last publication must not
+        reuse a version: readers already at it would never fetch the rolled-back weights.
+        """
+        for name in self.versions:
+            published = weights_version(self.r, self.config.run.name, name)
+            self.versions[name] = max(self.versions[name], published)
 
     def set_control(self, **fields: int) -> None:
         self.r.hset(keys.control_key(self.config.run.name), mapping=fields)

@@ -7,8 +7,11 @@ The run must pass phase I (memory) and phase II (PPO) on its own within the time
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,3 +93,31 @@ def test_a_stopped_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert updates == sorted(updates)  # the count continued, it did not restart at 0
     assert max(updates) > stopped_at
     assert after[-1]["phase"] == 2 and after[-1]["success"] >= 0.9
+
+
+def test_a_killed_learner_is_restarted_and_resumes(tmp_path: Path) -> None:
+    """SIGKILL the learner mid-run: the supervisor restarts it, it loads its newest periodic
+    checkpoint (weights versions continue) and the run still finishes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up", "--config", "configs/up_tmaze_lnr_20.toml",
+         "--set", f"run.dir={tmp_path}", "--set", "run.name=killed",
+         "--set", "learner.checkpoint_every_s=2", "--max-minutes", "4"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "killed"
+    checkpoint = run / "checkpoints" / "learner.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert checkpoint.is_file(), "no periodic checkpoint"
+    time.sleep(3)
+    pids = subprocess.run(["pgrep", "-f", f"cli.main learner .*run.dir={tmp_path}"],
+                          capture_output=True, text=True).stdout.split()
+    assert len(pids) == 1, pids
+    os.kill(int(pids[0]), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    log = (run / "logs" / "learner.log").read_text()
+    assert log.count("resumed from") == 1
+    assert "exited with code -9; restarting" in stderr
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["phase"] == 2 and records[-1]["success"] >= 0.9
