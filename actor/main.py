@@ -33,7 +33,7 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
     name = consumer_name("actor", replica)
     spec = task_spec(config)
     metrics = ActorMetrics(env=config.task.env)
-    port = serve_metrics(metrics.registry, config.actor.metrics_port)
+    port = serve_metrics(metrics.registry, config.actor.metrics_port, config.run.metrics_addr)
     r = connect(config.redis.url, client_name=name)
     publisher = FragmentPublisher(r, config, metrics)
     publisher.start()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,9 +55,11 @@ def add_role_parsers(sub: argparse._SubParsersAction) -> None:
                            epilog=ROLE_EXAMPLES[role])
         add_cluster_flags(p)
         if role != "learner":
-            p.add_argument("--replica", default="0",
-                           help="stable replica id (ordinal or pod name): the consumer name "
-                                "and the metrics identity")
+            p.add_argument("--replica", default=os.environ.get("MEMUP_REPLICA", "0"),
+                           help="stable replica id (ordinal or pod name; 'auto': this "
+                                "host's name, e.g. a container's): the consumer name, so a "
+                                "restarted replica finds its own pending work "
+                                "(default: $MEMUP_REPLICA or 0)")
         p.set_defaults(run=_runner(role))
 
 
@@ -90,8 +95,10 @@ def _runner(role: str) -> Callable[[argparse.Namespace], int]:
             print(f"memup {role}: no Redis: set REDIS_URL (or --redis-url), or run the whole "
                   "cluster with `memup up`", file=sys.stderr)
             return 2
-        replica = getattr(args, "replica", "0")
-        replica = int(replica) if str(replica).isdigit() else replica
+        replica = str(getattr(args, "replica", "0"))
+        if replica == "auto":
+            replica = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64] or "0"
+        replica = int(replica) if replica.isdigit() else replica
         with StopSignal() as stop:
             try:
                 if role == "actor":

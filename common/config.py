@@ -30,6 +30,8 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  #: learner/scorer device: auto (CUDA when present), cpu, cuda:0
     threads: int = 1  #: torch threads per role process
+    #: address every role's /metrics binds: loopback by default, 0.0.0.0 in containers
+    metrics_addr: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
     """
     torch.set_num_threads(max(1, config.run.threads))
     metrics = LearnerMetrics()
-    port = serve_metrics(metrics.registry, config.learner.metrics_port)
+    port = serve_metrics(metrics.registry, config.learner.metrics_port, config.run.metrics_addr)
     r = connect(config.redis.url, client_name="learner")
     out = run_dir(config)
     run_log = RunLog(out, config.redacted())

@@ -28,7 +28,7 @@ def run_scorer(config: ClusterConfig, replica: int | str, stop: threading.Event,
     torch.set_num_threads(max(1, config.run.threads))
     name = consumer_name("scorer", replica)
     metrics = ScorerMetrics()
-    port = serve_metrics(metrics.registry, config.scorer.metrics_port)
+    port = serve_metrics(metrics.registry, config.scorer.metrics_port, config.run.metrics_addr)
     scoring = ScoringLoop(config, name, connect(config.redis.url, client_name=name), metrics,
                           stop, device)
     server = SegmentServer(config, name, connect(config.redis.url, client_name=f"{name}-serve"),
