@@ -63,6 +63,29 @@ def add_role_parsers(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(run=_runner(role))
 
 
+def add_keys_parser(sub: argparse._SubParsersAction) -> None:
+    """``memup keys DIR``: CURVE keys for the segment feed."""
+    p = sub.add_parser("keys", help="create ZeroMQ CURVE keys for scorers and learners",
+                       formatter_class=HelpFormatter,
+                       description="Creates DIR/server.key(_secret), DIR/learner.key(_secret) "
+                       "and DIR/clients/learner.key (the learners scorers accept). Then set "
+                       "zmq.curve_keys=DIR on every scorer and learner; ship only what each "
+                       "needs (scorers: server.key_secret + clients/; learners: "
+                       "learner.key_secret + server.key).",
+                       epilog="examples:\n  memup keys /etc/memup/curve\n"
+                              "  memup up --set zmq.curve_keys=/etc/memup/curve\n")
+    p.add_argument("directory", type=Path, help="where to write the keys (created)")
+    p.set_defaults(run=_create_keys)
+
+
+def _create_keys(args: argparse.Namespace) -> int:
+    from common.curve import create_keys
+
+    out = create_keys(args.directory)
+    print(f"CURVE keys in {out}; use --set zmq.curve_keys={out} on scorers and learners")
+    return 0
+
+
 def load_cluster_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The resolved config of a cluster command, or exit 2 with the reason."""
     from common.config import ConfigError, load_config

@@ -44,6 +44,11 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
+class ZmqConfig:
+    curve_keys: str = ""  #: CURVE key directory (see common/curve.py); empty: no CURVE
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     env: str = "tmaze"
     mode: str = "LNR"
@@ -134,6 +139,7 @@ class LearnerConfig:
 class ClusterConfig:
     run: RunConfig = field(default_factory=RunConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    zmq: ZmqConfig = field(default_factory=ZmqConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)

@@ -9,6 +9,9 @@ credit, acks and re-requests; these options only keep every queue and wait bound
 from __future__ import annotations
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from common.curve import secure_client, secure_server
 
 HWM = 1000
 """Messages queued per peer before ZeroMQ blocks (DEALER) or drops (ROUTER)."""
@@ -16,6 +19,7 @@ HEARTBEAT_MS = 1000
 """ZMTP ping interval; a peer silent for 3 intervals is disconnected."""
 RECONNECT_MS = 100
 RECONNECT_MAX_MS = 5000
+_AUTHENTICATORS: dict[int, ThreadAuthenticator] = {}  # by id() of the CURVE server socket
 
 
 def _common(sock: zmq.Socket, max_message_bytes: int) -> zmq.Socket:
@@ -31,10 +35,15 @@ def _common(sock: zmq.Socket, max_message_bytes: int) -> zmq.Socket:
     return sock
 
 
-def router(ctx: zmq.Context, host: str, port: int, max_message_bytes: int
-           ) -> tuple[zmq.Socket, int]:
-    """A ROUTER bound to ``tcp://host:port`` (port 0: a free one); returns it and its port."""
+def router(ctx: zmq.Context, host: str, port: int, max_message_bytes: int,
+           curve_keys: str = "") -> tuple[zmq.Socket, int]:
+    """A ROUTER bound to ``tcp://host:port`` (port 0: a free one); returns it and its port.
+
+    With ``curve_keys`` (a key directory), only learners with an accepted key connect.
+    """
     sock = _common(ctx.socket(zmq.ROUTER), max_message_bytes)
+    if curve_keys:
+        _AUTHENTICATORS[id(sock)] = secure_server(sock, ctx, curve_keys)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished peer raises, not vanishes
     if port == 0:
         port = sock.bind_to_random_port(f"tcp://{host}")
@@ -43,8 +52,18 @@ def router(ctx: zmq.Context, host: str, port: int, max_message_bytes: int
     return sock, port
 
 
-def dealer(ctx: zmq.Context, max_message_bytes: int) -> zmq.Socket:
-    """A DEALER, to be connected to every live scorer endpoint."""
+def dealer(ctx: zmq.Context, max_message_bytes: int, curve_keys: str = "") -> zmq.Socket:
+    """A DEALER, to be connected to every live scorer endpoint (CURVE with ``curve_keys``)."""
     sock = _common(ctx.socket(zmq.DEALER), max_message_bytes)
+    if curve_keys:
+        secure_client(sock, curve_keys)
     sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only to completed connections, not dead ones
     return sock
+
+
+def close(sock: zmq.Socket) -> None:
+    """Closes a socket made here (and stops its CURVE authenticator thread, if any)."""
+    auth = _AUTHENTICATORS.pop(id(sock), None)
+    sock.close(0)
+    if auth is not None:
+        auth.stop()

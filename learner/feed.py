@@ -27,7 +27,7 @@ from common.errors import WireError
 from common.lifecycle import RateLimitedLog
 from common.metrics import LearnerMetrics
 from common.wire import Message, Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
-from common.zmq_io import dealer
+from common.zmq_io import close, dealer
 from memup.batch import Batch, LaneSlice, collate
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class SegmentFeed:
     def __init__(self, config: ClusterConfig, r: redis.Redis, metrics: LearnerMetrics) -> None:
         self.config, self.r, self.metrics = config, r, metrics
         self.limit = config.redis.max_frame_bytes
-        self.sock = dealer(zmq.Context.instance(), self.limit)
+        self.sock = dealer(zmq.Context.instance(), self.limit, config.zmq.curve_keys)
         self.endpoints: set[str] = set()
         self.next_discovery = 0.0
         self.lanes = [_Lane() for _ in range(config.memup.lanes)]
@@ -227,7 +227,7 @@ class SegmentFeed:
             self.rollout_acks = []
 
     def close(self) -> None:
-        self.sock.close(0)
+        close(self.sock)
 
 
 def _as_slice(seg: Segment) -> LaneSlice:

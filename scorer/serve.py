@@ -29,7 +29,7 @@ from common.metrics import ScorerMetrics
 from common.models import task_spec
 from common.redis_io import ack, ensure_group, read_group
 from common.wire import Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
-from common.zmq_io import router
+from common.zmq_io import close, router
 from memup.batch import lane_slice
 from memup.episode import Episode
 from scorer.dead_letter import dead_letter
@@ -59,7 +59,8 @@ class SegmentServer:
         self.n_actions, self.obs_dim = spec.n_actions, spec.obs_dim
         self.ctx = zmq.Context.instance()
         sc = config.scorer
-        self.sock, self.port = router(self.ctx, sc.bind_host, sc.port, self.limit)
+        self.sock, self.port = router(self.ctx, sc.bind_host, sc.port, self.limit,
+                                      config.zmq.curve_keys)
         self.endpoint = f"tcp://{sc.advertise_host}:{self.port}"
         self.cache: OrderedDict[str, Episode] = OrderedDict()
         self.unacked: OrderedDict[str, float] = OrderedDict()  # segment id -> time served
@@ -98,7 +99,7 @@ class SegmentServer:
         finally:
             self.heartbeat.stop()
             self.r.delete(keys.scorer_endpoint_key(self.run_id, self.consumer.split("-", 1)[1]))
-            self.sock.close(0)
+            close(self.sock)
 
     def handle_one(self) -> None:
         """Receives and answers one request (or refuses it)."""
