@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 
 import torch
 
@@ -43,7 +44,7 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
     watcher = WeightsWatcher(connect(config.redis.url), config.run.name, POLICY,
                              config.actor.weights_poll_s, on_error=count_error)
     watcher.start()
-    seed = config.run.seed * 7919 + (replica if isinstance(replica, int) else 0)
+    seed = config.run.seed * 7919 + zlib.crc32(name.encode())  # distinct per replica name
     policy = ActingPolicy(config, config.actor.envs, seed)
     task = config.task
 

@@ -132,6 +132,9 @@ class LearnerConfig:
     checkpoint_every_s: float = 120.0
     keep_checkpoints: int = 2
     request_timeout_s: float = 5.0  #: a segment not answered in this time is asked again
+    #: after the run's goal or budget: exit (memup up ends the run) or wait to be stopped
+    #: (compose / k8s restart an exited learner; waiting keeps a finished run finished)
+    idle_when_done: bool = False
     metrics_port: int = 0
 
 

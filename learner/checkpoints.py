@@ -41,6 +41,7 @@ def learner_state(learner: Learner) -> dict[str, Any]:
         "env_steps_trained": learner.env_steps_trained,
         "env_steps": learner.env_steps(),
         "outcomes": list(learner.outcomes),
+        "done": learner.done,
         "rng": torch.get_rng_state(),
     }
 
@@ -63,6 +64,7 @@ def restore(learner: Learner, state: dict[str, Any]) -> None:
     learner.env_steps_trained = int(state["env_steps_trained"])
     learner.resume_env_steps(int(state["env_steps"]))
     learner.outcomes.extend(int(o) for o in state["outcomes"])
+    learner.done = bool(state.get("done", False))
     torch.set_rng_state(state["rng"])
 
 

@@ -57,9 +57,12 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
     beat = start_status(r, config.run.name, "learner-0", status)
     log.info("learner on %s, metrics on :%d, run dir %s", device, port, out)
     try:
-        if learner.phase == 1:
+        if learner.done:
+            log.info("this run is finished (its checkpoint says so); nothing to train. "
+                     "Start a new run with another run.name")
+        if learner.phase == 1 and not learner.done:
             learner.run_phase_one()
-        if not stop.is_set():
+        if not stop.is_set() and not learner.done:
             learner.run_phase_two()
     finally:
         feed.flush_acks()
@@ -69,6 +72,10 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
     if learner.done:
         r.hset(keys.control_key(config.run.name), "done", 1)
     write_curves(out)
+    if learner.done and config.learner.idle_when_done and not stop.is_set():
+        log.info("run finished; results in %s. Waiting to be stopped "
+                 "(learner.idle_when_done)", out)
+        stop.wait()
     return 0
 
 

@@ -93,6 +93,13 @@ def test_a_stopped_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert updates == sorted(updates)  # the count continued, it did not restart at 0
     assert max(updates) > stopped_at
     assert after[-1]["phase"] == 2 and after[-1]["success"] >= 0.9
+    # A finished run stays finished: a third start trains nothing and ends at once.
+    third = subprocess.run([*command[:-2], "--max-minutes", "2"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=180)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "this run is finished" in (run / "logs" / "learner.log").read_text()
+    final = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(final) == len(after)
 
 
 def test_a_killed_learner_is_restarted_and_resumes(tmp_path: Path) -> None:
