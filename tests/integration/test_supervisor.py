@@ -36,7 +36,9 @@ def test_crashed_roles_restart_and_a_finished_learner_ends_the_run(tmp_path: Pat
     assert starts >= 3  # the crashing actor was started again and again
     restarts = sample_value(metrics.registry, "memup_supervisor_component_restarts_total",
                             {"role": "actor"})
-    assert restarts == starts - 1
+    # Every start after the first is a counted restart; the last one may have been stopped
+    # before it wrote its mark.
+    assert starts - 1 <= restarts <= starts
 
 
 def test_stop_terminates_running_children(tmp_path: Path) -> None:
