@@ -18,239 +18,54 @@ the tests skip, or fail when ``CI=true``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.config import load_config
-from common.embedded_redis import EmbeddedRedis, free_port
-from common.redis_io import connect
-from common.status import read_statuses
-
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
-RULES = DEPLOY / "prometheus" / "rules.yml"
-DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "memup.yml"
-CLUSTER_CONFIG = ROOT / "configs" / "up_tmaze_lnr_20.toml"
-DATASOURCE_UID = "memup-prometheus"
-
-ROLE_JOBS = ("actor", "scorer", "learner")
-"""Job names: prometheus.yml names its jobs after the roles, and the rules rely on it."""
-PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
-                  "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS",
-                  "ALERTS_FOR_STATE"}
-"""Series Prometheus makes itself: a dashboard may use them though no role exports them."""
-TARGET_LABELS = {"job", "instance", "service", "le"}
-"""Labels Prometheus attaches (prometheus.yml adds ``service``), plus histograms' ``le``."""
-GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__interval_ms": "15000",
-                    "__range": "1h", "__range_s": "3600", "__range_ms": "3600000"}
-"""Values substituted for Grafana's variables before promtool checks an expression."""
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
-            "and", "or", "unless", "inf", "nan"}
-PROM_TIMEOUT_S = 60.0
-
-
-def require(binary: str) -> str:
-    """The path of ``binary``; skips the test without it, or fails under CI=true."""
-    path = shutil.which(binary)
-    if path:
-        return path
-    message = (f"{binary} is not installed: `apt-get install prometheus` (Debian) gives "
-               "promtool and the prometheus server; .ci/run installs it")
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.deploy.observability_cluster import (
+    Cluster,
+    Prometheus,
+    run_cluster,
+    run_prometheus,
+)
+from tests.deploy.observability_support import (
+    DATASOURCE_UID,
+    DATASOURCES,
+    GRAFANA_BUILTINS,
+    PROM_TIMEOUT_S,
+    PROMETHEUS_CONFIG,
+    PROMETHEUS_OWN,
+    PROVIDERS,
+    RULES,
+    TARGET_LABELS,
+    Exposition,
+    _promtool,
+    _strip_strings,
+    all_exprs,
+    dashboard_exprs,
+    dashboards,
+    load_rules,
+    panels,
+    recorded_names,
+    referenced_labels,
+    referenced_metrics,
+    substitute,
+)
 
 
-# ------------------------------------------------------------------------------ reading
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from run_cluster(tmp_path_factory)
 
 
-def load_rules(path: Path = RULES) -> list[tuple[str, str, str]]:
-    """``(kind, name, expr)`` of every rule in a rules file (kind: record or alert).
-
-    A small reader for the subset of YAML rules.yml uses (``expr:`` inline, or a ``|`` or
-    ``>-`` block), so the tests need no YAML library; promtool and the live Prometheus
-    cross-check the count.
-    """
-    lines = path.read_text().splitlines()
-    rules: list[list[str]] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        head = re.match(r"\s*-\s+(record|alert):\s*(\S+)\s*$", line)
-        if head:
-            rules.append([head[1], head[2], ""])
-        expr = re.match(r"(\s*)expr:\s*(.*?)\s*$", line)
-        if expr:
-            indent, value = len(expr[1]), expr[2]
-            if value in ("|", "|-", ">", ">-"):
-                block = []
-                while i + 1 < len(lines) and (not lines[i + 1].strip() or len(lines[i + 1])
-                                              - len(lines[i + 1].lstrip()) > indent):
-                    i += 1
-                    block.append(lines[i].strip())
-                value = (" " if value.startswith(">") else "\n").join(block).strip()
-            elif value[:1] in ("'", '"') and value[-1:] == value[:1]:
-                value = value[1:-1]
-            assert rules, f"{path}: expr before any rule: {line!r}"
-            rules[-1][2] = value
-        i += 1
-    for kind, name, value in rules:
-        assert value, f"{path}: {kind} {name} has no expr"
-    return [(k, n, e) for k, n, e in rules]
-
-
-def dashboards() -> dict[str, dict[str, Any]]:
-    files = sorted(DASHBOARDS.glob("*.json"))
-    assert files, f"no dashboards in {DASHBOARDS}"
-    return {f.name: json.loads(f.read_text()) for f in files}
-
-
-def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every panel, including those nested in (collapsed) rows."""
-    for panel in board.get("panels", []):
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def dashboard_exprs() -> list[tuple[str, str, str]]:
-    """``(file, panel title, expr)`` of every target of every dashboard."""
-    out = []
-    for name, board in dashboards().items():
-        for panel in panels(board):
-            for target in panel.get("targets", []):
-                if target.get("expr"):
-                    out.append((name, panel.get("title", "?"), target["expr"]))
-    return out
-
-
-def substitute(expr: str, board: dict[str, Any], builtins: dict[str, str]) -> str:
-    """``expr`` with Grafana's ``$var``, ``${var}`` and ``[[var]]`` replaced by values.
-
-    Dashboard variables (``templating.list``) become ``.*`` (they sit inside ``=~``
-    matchers); an unknown variable fails the test.
-    """
-    defined = {v["name"] for v in board.get("templating", {}).get("list", [])}
-
-    def value(match: re.Match[str]) -> str:
-        name = match[1] or match[2] or match[3]
-        if name in builtins:
-            return builtins[name]
-        if name in defined:
-            return ".*"
-        raise AssertionError(f"unknown Grafana variable ${name} in {expr!r}")
-
-    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]", value, expr)
-
-
-def all_exprs(builtins: dict[str, str] = GRAFANA_BUILTINS) -> list[tuple[str, str]]:
-    """``(where, expr)`` of every dashboard target and every rule, variables substituted."""
-    boards = dashboards()
-    out = [(f"{name} / {title}", substitute(expr, boards[name], builtins))
-           for name, title, expr in dashboard_exprs()]
-    out += [(f"rules.yml / {name}", expr) for _, name, expr in load_rules()]
-    return out
-
-
-def _strip_strings(expr: str) -> str:
-    return re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
-
-
-def referenced_metrics(expr: str) -> set[str]:
-    """Metric names an expression selects (not functions, keywords, labels or durations)."""
-    s = _strip_strings(expr)
-    s = re.sub(r"\{[^{}]*\}", " ", s)  # label matchers
-    s = re.sub(r"\[[^\]]*\]", " ", s)  # range and subquery windows
-    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
-    s = re.sub(r"\boffset\s+-?\w+", " ", s)
-    names = set()
-    for match in re.finditer(r"(?<![A-Za-z0-9_:.])[A-Za-z_:][A-Za-z0-9_:]*", s):
-        token = match[0]
-        if token in KEYWORDS or re.match(r"\s*\(", s[match.end():]):
-            continue  # a keyword, or a function / aggregation call
-        names.add(token)
-    return names
-
-
-def referenced_labels(expr: str) -> set[str]:
-    """Label names an expression matches on or groups by."""
-    s = _strip_strings(expr)
-    labels = set()
-    for matchers in re.findall(r"\{([^{}]*)\}", s):
-        labels |= set(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", matchers))
-    for group in re.findall(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)",
-                            s):
-        labels |= {g.strip() for g in group.split(",") if g.strip()}
-    return labels
-
-
-def recorded_names() -> set[str]:
-    return {name for kind, name, _ in load_rules() if kind == "record"}
-
-
-@dataclass
-class Exposition:
-    """What live /metrics pages expose: series names (by metric type) and label names.
-
-    Series are the sample names really on the pages: a histogram whose buckets go below 0
-    has no ``_sum`` (prometheus_client leaves it out). A labelled family with no child yet
-    shows only its ``# TYPE`` line; it counts with the series names its type implies.
-    """
-
-    series: dict[str, str]  #: series name (``x_total``, ``y_bucket``, ``z``) -> family type
-    families: dict[str, str]  #: family base name -> type
-    labels: set[str]
-
-    @classmethod
-    def parse(cls, texts: list[str]) -> Exposition:
-        families: dict[str, str] = {}
-        implied: dict[str, list[str]] = {}
-        sampled: dict[str, set[str]] = {}
-        labels: set[str] = set()
-        for text in texts:
-            family = None
-            for line in text.splitlines():
-                typed = re.match(r"# TYPE (\S+) (\S+)", line)
-                if typed:
-                    name, kind = typed[1], typed[2]
-                    family = name.removesuffix("_total") if kind == "counter" else name
-                    families[family] = kind
-                    suffixes = {"counter": ("_total", "_created"),
-                                "histogram": ("_bucket", "_sum", "_count", "_created")}
-                    implied[family] = [family + x for x in suffixes.get(kind, ("",))]
-                    sampled.setdefault(family, set())
-                elif line and not line.startswith("#"):
-                    sample = re.match(r"([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s", line)
-                    assert sample and family is not None, f"unparsable sample line {line!r}"
-                    sampled[family].add(sample[1])
-                    labels |= set(re.findall(r'([A-Za-z_]\w*)="', sample[2] or ""))
-        series = {name: families[family] for family, names in sampled.items()
-                  for name in (names or implied[family])}
-        return cls(series, families, labels)
-
-
-# ------------------------------------------------------------------------- static tests
-
-
-def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require("promtool"), *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+@pytest.fixture(scope="module")
+def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Prometheus]:
+    yield from run_prometheus(cluster, tmp_path_factory)
 
 
 def test_promtool_accepts_the_prometheus_config_and_rules() -> None:
@@ -351,91 +166,6 @@ def test_the_overview_shows_every_required_signal() -> None:
                for p in heatmaps for t in p["targets"])
 
 
-# ------------------------------------------------------------------------ live cluster
-
-
-@dataclass
-class Cluster:
-    ports: dict[str, int]  #: replica name (actor-0, ..., supervisor) -> metrics port
-    stderr: Path
-
-    def scrape(self, name: str) -> str:
-        url = f"http://127.0.0.1:{self.ports[name]}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.read().decode()
-
-    def job(self, name: str) -> str:
-        return name.split("-")[0]
-
-    def tail(self) -> str:
-        """The end of `memup up`'s stderr (restarted roles are logged there)."""
-        return "\n`memup up` stderr:\n" + self.stderr.read_text(errors="replace")[-2000:]
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # `memup up` stops its roles (learner checkpoints)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """`memup up` on T-Maze-LNR-20 against a Redis of our own, until the module ends.
-
-    Ready once every replica reports its metrics port and the learner has published its
-    first detector weights. Phase I is kept from ending (target accuracy above 1) so the
-    roles keep producing while the tests look; ``--max-minutes`` stops a cluster this
-    fixture failed to stop.
-    """
-    tmp = tmp_path_factory.mktemp("observability")
-    config = load_config(CLUSTER_CONFIG)
-    expected = {"learner-0"} | {f"scorer-{i}" for i in range(config.scorer.replicas)} | {
-        f"actor-{i}" for i in range(config.actor.replicas)}
-    redis = EmbeddedRedis().start()
-    stderr = tmp / "up.stderr"
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        with stderr.open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "up", "--config", str(CLUSTER_CONFIG),
-                 "--set", f"run.dir={tmp}", "--set", "memup.target_accuracy=1.01",
-                 "--max-minutes", "3"],
-                cwd=ROOT, env={**os.environ, "REDIS_URL": redis.url}, stdout=subprocess.DEVNULL,
-                stderr=err, start_new_session=True)
-        r = connect(redis.url)
-        ports: dict[str, int] = {}
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"memup up exited with {proc.returncode}:\n"
-                            f"{stderr.read_text()[-3000:]}")
-            statuses = read_statuses(r, config.run.name)
-            ports = {name: int(s["metrics_port"]) for name, s in statuses.items()
-                     if "metrics_port" in s}
-            found = re.search(r"supervisor metrics .* on http://127\.0\.0\.1:(\d+)/metrics",
-                              stderr.read_text())
-            # Training has begun and published detector weights: the loss and weights
-            # series exist, so the live checks see every label the dashboards group by.
-            updates = statuses.get("learner-0", {}).get("memup_updates", 0)
-            if expected <= set(ports) and found and updates >= config.memup.publish_every:
-                ports["supervisor"] = int(found[1])
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"the cluster did not report every role within 120 s (have {ports}); "
-                        f"stderr:\n{stderr.read_text()[-3000:]}\nlogs in {tmp}")
-        r.close()
-        yield Cluster(ports, stderr)
-    finally:
-        if proc is not None:
-            _stop(proc, timeout=90)
-        redis.stop()
-
-
 def test_every_referenced_metric_is_exported_by_the_live_roles(cluster: Cluster) -> None:
     texts = {name: cluster.scrape(name) for name in cluster.ports}
     exposed = Exposition.parse(list(texts.values()))
@@ -462,94 +192,6 @@ def test_every_referenced_metric_is_exported_by_the_live_roles(cluster: Cluster)
     unknown = {f"{where}: {label}" for where, expr in all_exprs()
                for label in referenced_labels(expr) - exposed.labels - TARGET_LABELS}
     assert not unknown, f"labels no live series has: {sorted(unknown)}"
-
-
-# --------------------------------------------------------------------- real Prometheus
-
-
-class Prometheus:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def get(self, path: str, **params: str) -> Any:
-        url = f"{self.base}{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:  # a bad query answers 400 with a JSON error
-            return json.loads(exc.read())
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        answer = self.get("/api/v1/query", query=expr)
-        assert answer["status"] == "success", (expr, answer)
-        return answer["data"]["result"]
-
-    def scalar(self, expr: str) -> float | None:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
-
-
-@pytest.fixture(scope="module")
-def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Prometheus]:
-    """The Debian prometheus server scraping the live roles every second, with rules.yml."""
-    binary = require("prometheus")
-    tmp = tmp_path_factory.mktemp("prometheus")
-    jobs: dict[str, list[str]] = {}
-    for name, port in cluster.ports.items():
-        jobs.setdefault(cluster.job(name), []).append(f"127.0.0.1:{port}")
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}
-                           for job, targets in sorted(jobs.items())],
-    }
-    (tmp / "prometheus.yml").write_text(json.dumps(config, indent=1))  # JSON is YAML
-    log = tmp / "prometheus.log"
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        for _attempt in range(3):  # the free port may be taken before prometheus binds it
-            port = free_port()
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [binary, f"--config.file={tmp / 'prometheus.yml'}",
-                     f"--storage.tsdb.path={tmp / 'data'}",
-                     f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            server = Prometheus(port)
-            deadline = time.monotonic() + PROM_TIMEOUT_S
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"{server.base}/-/ready", timeout=2) as ready:
-                        if ready.status == 200:
-                            break
-                except OSError:
-                    pass
-                time.sleep(0.2)
-            if proc.poll() is None:
-                break
-            if "address already in use" not in log.read_text():
-                break
-        assert proc is not None and proc.poll() is None, \
-            f"prometheus did not start:\n{log.read_text()[-3000:]}"
-        # Data to query: env steps counted, over at least two scrapes.
-        deadline = time.monotonic() + PROM_TIMEOUT_S
-        while time.monotonic() < deadline:
-            steps = server.scalar("sum(rate(memup_actor_env_steps_total[15s]))")
-            if steps:
-                break
-            time.sleep(1)
-        yield server
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def test_prometheus_scrapes_every_replica_and_sees_env_steps(

@@ -1,0 +1,231 @@
+"""deploy/k8s/, checked without a cluster: every manifest parsed and cross-checked.
+
+What a typo in a manifest would otherwise only show at ``kubectl apply`` time or later, in
+a crash-looping pod:
+
+- images: the roles run ``memup-cluster:latest`` (the GPU variant ``memup-cluster:gpu``),
+  Redis a pinned ``redis:7.x`` image;
+- every ``MEMUP_<SECTION>_<KEY>`` variable names a real config field, and each container's
+  command line, variables and the experiment ConfigMap resolve with ``load_config``
+  exactly as the role will resolve them (``cli.main.build_parser`` parses the arguments);
+- every Secret / ConfigMap reference (variables, volumes) names a key that is defined, and
+  every ``$(VAR)`` names a variable defined before it;
+- probes use ports the container declares; the roles' probes are ``GET /metrics`` on the
+  port the role serves its metrics on;
+- every container (init containers too) has requests and limits and runs as non-root;
+- each kustomization lists every manifest file of its directory and nothing missing;
+- plus the deployment's own promises: one learner (Recreate) with its run dir on the PVC,
+  actors and scorers with a stable ``--replica auto``, Redis reachable only from the roles
+  (ClusterIP, NetworkPolicy) with AOF everysec and noeviction, the GPU patch, no service
+  links (they would inject ``MEMUP_*``-looking variables), the ConfigMap equal to
+  configs/up_tmaze_lnr_1000.toml and the ACL rules equal to deploy/redis/users.acl;
+- the optional CURVE component: the files it mounts for each role, laid out as its Secret
+  items say, make a real CURVE handshake with common/curve.py.
+
+Needs PyYAML (skipped without it, except under CI, where it fails).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from common.config import load_config
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - depends on the environment
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        raise
+    pytest.skip("PyYAML is missing: pip install -e '.[dev]'", allow_module_level=True)
+from tests.deploy.k8s_support import (
+    COMPOSE_ACL,
+    CURVE,
+    GPU,
+    ROLES,
+    acl_rules,
+    base_objects,
+    containers,
+    curve_patches,
+    defined_configmaps,
+    load_docs,
+    of_kind,
+    role_workloads,
+    workloads,
+)
+
+
+def test_every_container_has_resources_and_runs_as_non_root() -> None:
+    names = []
+    for w in workloads():
+        pod = w["spec"]["template"]["spec"]
+        for c in containers(w):
+            where = f"{w['metadata']['name']}/{c['name']}"
+            names.append(where)
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c.get("resources", {}).get(part, {})), (
+                    f"{where}: resources.{part} needs cpu and memory")
+            security = c.get("securityContext", {})
+            assert security.get("runAsNonRoot") is True, f"{where}: runAsNonRoot"
+            assert security.get("allowPrivilegeEscalation") is False, where
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert pod["securityContext"].get("runAsUser", 0) > 0, where
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        # Service links would inject e.g. MEMUP_SCORER_PORT=tcp://... for a Service named
+        # memup-scorer, which the config would read (and refuse).
+        assert pod.get("enableServiceLinks") is False, w["metadata"]["name"]
+        assert pod.get("automountServiceAccountToken") is False, w["metadata"]["name"]
+    assert len(names) == 5  # actor, scorer, learner, redis and its init container
+    for svc in of_kind(base_objects(), "Service"):
+        assert not svc["metadata"]["name"].lower().startswith("memup"), svc["metadata"]
+
+
+# -- what the deployment promises --------------------------------------------------------
+
+
+def test_one_learner_at_a_time_with_its_run_dir_on_a_volume() -> None:
+    w = role_workloads()["learner"]
+    assert w["spec"]["replicas"] == 1
+    assert w["spec"]["strategy"]["type"] == "Recreate"
+    pvc_names = {o["metadata"]["name"] for o in of_kind(base_objects(),
+                                                         "PersistentVolumeClaim")}
+    claims = [v["persistentVolumeClaim"]["claimName"]
+              for v in w["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    assert claims and set(claims) <= pvc_names
+    (c,) = containers(w, init=False)
+    assert "nvidia.com/gpu" not in c["resources"]["limits"], "the base learner is CPU"
+    assert w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+
+
+def test_gpu_patch_adds_one_gpu_to_the_learner_only() -> None:
+    (patch,) = load_docs(GPU / "learner-gpu.yaml")
+    assert (patch["kind"], patch["metadata"]["name"]) == ("Deployment", "learner")
+    (c,) = patch["spec"]["template"]["spec"]["containers"]
+    assert c["name"] == "learner"
+    assert str(c["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+    env = {v["name"]: v["value"] for v in c["env"]}
+    assert load_config(None, [], environ=env).run.device == "cuda"
+
+
+def test_redis_is_persistent_private_and_admits_only_the_roles() -> None:
+    objects = base_objects()
+    conf = defined_configmaps()["redis-config"]["redis.conf"]
+    settings = {line.split()[0]: " ".join(line.split()[1:]) for line in conf.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")}
+    assert settings["appendonly"] == "yes"
+    assert settings["appendfsync"] == "everysec"
+    assert settings["no-appendfsync-on-rewrite"] == "no"
+    assert settings["maxmemory-policy"] == "noeviction"
+    assert settings["aclfile"].startswith("/acl/")
+    (redis,) = [w for w in workloads() if w["kind"] == "StatefulSet"]
+    assert redis["spec"]["volumeClaimTemplates"], "Redis data must be on a PVC"
+    (server,) = containers(redis, init=False)
+    data_mount = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+    assert data_mount[redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]] == (
+        settings["dir"])
+    for svc in of_kind(objects, "Service"):
+        assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", svc["metadata"]["name"]
+        assert "externalIPs" not in svc["spec"]
+    assert not of_kind(objects, "Ingress")
+    (policy,) = [p for p in of_kind(objects, "NetworkPolicy")
+                 if p["spec"]["podSelector"].get("matchLabels", {}).get(
+                     "app.kubernetes.io/name") == "redis"]
+    (rule,) = policy["spec"]["ingress"]
+    assert [p["port"] for p in rule["ports"]] == [6379]
+    (source,) = rule["from"]
+    (component,) = [e for e in source["podSelector"]["matchExpressions"]
+                    if e["key"] == "app.kubernetes.io/component"]
+    assert sorted(component["values"]) == sorted(ROLES)
+    deny = [p for p in of_kind(objects, "NetworkPolicy") if p["spec"]["podSelector"] == {}]
+    assert deny and "ingress" not in deny[0]["spec"], "a default-deny ingress policy"
+    zmq = [p for p in of_kind(objects, "NetworkPolicy")
+           if any(port.get("port") == 5555 for r in p["spec"].get("ingress", [])
+                  for port in r.get("ports", []))]
+    assert len(zmq) == 1
+    (rule,) = zmq[0]["spec"]["ingress"]
+    assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "learner")
+
+
+def test_acl_rules_are_the_compose_stack_rules() -> None:
+    data = defined_configmaps()["redis-config"]
+    ours = {role: acl_rules(f"user {role} on {data[f'acl-{role}.rules']}")[role]
+            for role in ROLES}
+    script = data["render-acl.sh"]
+    for role in ROLES:
+        assert f"acl-{role}.rules" in script and f"user {role} on" in script
+    # the compose stack's default-user line: off, yet allowed to replay the AOF's transactions
+    assert 'echo "user default reset off ~memup:* +@all -@dangerous"' in script
+    for role, rules in ours.items():
+        assert not {r for r in rules if r.startswith("+@") or r in ("allkeys", "~*")}, role
+    if not COMPOSE_ACL.is_file():
+        pytest.skip("deploy/redis/users.acl is not there to compare with")
+    theirs = acl_rules(COMPOSE_ACL.read_text())
+    for role in ROLES:
+        assert ours[role] == theirs[role], (
+            f"ACL of {role} differs from deploy/redis/users.acl: only in k8s "
+            f"{sorted(ours[role] - theirs[role])}, only in compose "
+            f"{sorted(theirs[role] - ours[role])}")
+
+
+def test_no_mount_is_nested_in_another() -> None:
+    """A volume mounted inside another (e.g. the CURVE keys inside the ConfigMap mount at
+    /etc/memup) needs a mount point in a read-only volume: keep them side by side."""
+    added = {c["name"]: c.get("volumeMounts", []) for p in curve_patches().values()
+             for c in p["spec"]["template"]["spec"]["containers"]}
+    for w in workloads():
+        for c in containers(w):
+            mounts = [*c.get("volumeMounts", []), *added.get(c["name"], [])]
+            for a, b in itertools.permutations([m["mountPath"] for m in mounts], 2):
+                assert not b.startswith(a.rstrip("/") + "/"), f"{c['name']}: {b} inside {a}"
+
+
+def test_curve_component_files_make_a_curve_handshake(tmp_path: Path) -> None:
+    zmq = pytest.importorskip("zmq")
+    from common.curve import create_keys
+    from common.zmq_io import close, dealer, router
+
+    kust = yaml.safe_load((CURVE / "kustomization.yaml").read_text())
+    (gen,) = kust["secretGenerator"]
+    keys = create_keys(tmp_path / "keys")  # what `memup keys deploy/k8s/curve/keys` makes
+    secret = {}
+    for item in gen["files"]:
+        name, _, source = item.partition("=")
+        assert source.startswith("keys/"), item
+        secret[name] = (keys / source.removeprefix("keys/")).read_bytes()
+    roots = {}
+    for role, patch in curve_patches().items():
+        pod = patch["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = {v["name"]: v["value"] for v in c["env"]}
+        directory = load_config(None, [], environ=env).zmq.curve_keys
+        (mount,) = c["volumeMounts"]
+        assert mount["mountPath"] == directory and mount["readOnly"] is True
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == gen["name"]
+        mode = volume["secret"]["defaultMode"]
+        assert mode & 0o040 and not mode & 0o007, f"{role}: group-readable, not world"
+        base = role_workloads()[role]["spec"]["template"]["spec"]["securityContext"]
+        assert base.get("fsGroup"), f"{role}: the pod's fsGroup is what may read the keys"
+        root = tmp_path / role
+        for item in volume["secret"]["items"]:  # the files this role's container sees
+            (root / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+            (root / item["path"]).write_bytes(secret[item["key"]])
+        roots[role] = root
+    assert not (roots["learner"] / "server.key_secret").exists(), "the learner needs no secret"
+    assert not (roots["scorer"] / "learner.key_secret").exists(), "scorers need no learner secret"
+    ctx = zmq.Context()
+    server, port = router(ctx, "127.0.0.1", 0, 1 << 20, str(roots["scorer"]))
+    client = dealer(ctx, 1 << 20, str(roots["learner"]))
+    try:
+        client.connect(f"tcp://127.0.0.1:{port}")
+        client.send(b"ping")
+        assert server.poll(5000), "no CURVE handshake with the component's files"
+        assert server.recv_multipart()[1] == b"ping"
+    finally:
+        client.close(0)
+        close(server)
+        ctx.term()
