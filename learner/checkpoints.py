@@ -52,7 +52,6 @@ def restore(learner: Learner, state: dict[str, Any]) -> None:
     learner.nets.predictor.load_state_dict(state["predictor"])
     learner.detector.load_state_dict(state["detector"])
     learner.updater.load_state_dict(state["updater"])
-    learner.measuring.state = learner.updater.state
     learner.policy.load_state_dict(state["policy"])
     learner.policy_memory.load_state_dict(state["policy_memory"])
     learner.ppo.load_state_dict(state["ppo"])

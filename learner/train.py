@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -53,10 +54,8 @@ class Learner:
         self.nets.predictor.to(device)
         self.detector = SurpriseDetector(self.nets.memory, self.nets.predictor, self.nets.kind,
                                          m.ema_decay, device=device)
-        self.updater = Updater(self.nets, UpdateConfig(lr=m.lr), m.lanes, self.detector, device)
-        self.measuring = Updater(self.nets, UpdateConfig(lr=m.lr, measure_saved=True), m.lanes,
-                                 self.detector, device)
-        self.measuring.optimizer = self.updater.optimizer  # one optimiser, two ways to step
+        self.base_update = UpdateConfig(lr=m.lr)
+        self.updater = Updater(self.nets, self.base_update, m.lanes, self.detector, device)
         self.policy = policy_model(config).to(device)
         self.policy_memory = copy.deepcopy(self.nets.memory).requires_grad_(False)
         self.ppo = PPOTrainer(self.policy, PPOConfig(
@@ -123,11 +122,9 @@ class Learner:
         m = self.config.memup
         measure = m.measure_every > 0 and self.memup_updates % m.measure_every == 0
         started = time.perf_counter()
-        stats = (self.measuring if measure else self.updater).step(batch)
-        if measure:  # the two updaters carry one lane state: hand it over
-            self.updater.state = self.measuring.state
-        else:
-            self.measuring.state = self.updater.state
+        # Measuring the bytes stored for backward costs a hook per tensor: every so often.
+        self.updater.config = replace(self.base_update, measure_saved=measure)
+        stats = self.updater.step(batch)
         self.memup_updates += 1
         elapsed = time.perf_counter() - started
         self.metrics.update_duration_seconds.labels(kind="memup").observe(elapsed)

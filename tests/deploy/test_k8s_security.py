@@ -1,28 +1,7 @@
-"""deploy/k8s/, checked without a cluster: every manifest parsed and cross-checked.
+"""deploy/k8s/, security and state: non-root containers with limits, one learner on a
+volume, the GPU patch, Redis private and persistent with the compose ACL rules, CURVE.
 
-What a typo in a manifest would otherwise only show at ``kubectl apply`` time or later, in
-a crash-looping pod:
-
-- images: the roles run ``memup-cluster:latest`` (the GPU variant ``memup-cluster:gpu``),
-  Redis a pinned ``redis:7.x`` image;
-- every ``MEMUP_<SECTION>_<KEY>`` variable names a real config field, and each container's
-  command line, variables and the experiment ConfigMap resolve with ``load_config``
-  exactly as the role will resolve them (``cli.main.build_parser`` parses the arguments);
-- every Secret / ConfigMap reference (variables, volumes) names a key that is defined, and
-  every ``$(VAR)`` names a variable defined before it;
-- probes use ports the container declares; the roles' probes are ``GET /metrics`` on the
-  port the role serves its metrics on;
-- every container (init containers too) has requests and limits and runs as non-root;
-- each kustomization lists every manifest file of its directory and nothing missing;
-- plus the deployment's own promises: one learner (Recreate) with its run dir on the PVC,
-  actors and scorers with a stable ``--replica auto``, Redis reachable only from the roles
-  (ClusterIP, NetworkPolicy) with AOF everysec and noeviction, the GPU patch, no service
-  links (they would inject ``MEMUP_*``-looking variables), the ConfigMap equal to
-  configs/up_tmaze_lnr_1000.toml and the ACL rules equal to deploy/redis/users.acl;
-- the optional CURVE component: the files it mounts for each role, laid out as its Secret
-  items say, make a real CURVE handshake with common/curve.py.
-
-Needs PyYAML (skipped without it, except under CI, where it fails).
+The checks of the manifests' wiring are in test_k8s.py; shared helpers in k8s_support.py.
 """
 
 from __future__ import annotations
