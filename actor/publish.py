@@ -22,6 +22,7 @@ from common.config import ClusterConfig
 from common.lifecycle import Backoff
 from common.metrics import ActorMetrics
 from common.wire import EpisodeDone, Fragment, encode
+from common.wire_codec import WireCodec
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class FragmentPublisher(threading.Thread):
 
     Args:
         r: the actor's Redis client.
-        config: the run's config (TTL, stream cap, queue bound, frame limit).
+        config: the run's config (TTL, stream cap, queue bound, frame limit, codec).
         metrics: the actor's metrics.
     """
 
@@ -44,6 +45,7 @@ class FragmentPublisher(threading.Thread):
         self.config = config
         self.metrics = metrics
         self.run_id = config.run.name
+        self.codec = WireCodec.from_config(config.wire)
         self._queue: deque[tuple[Fragment, EpisodeDone | None]] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -140,7 +142,7 @@ class FragmentPublisher(threading.Thread):
         pipe = self.r.pipeline(transaction=True)
         for fragment, done in batch:
             key = keys.fragments_key(self.run_id, fragment.episode)
-            pipe.rpush(key, encode(fragment, limit))
+            pipe.rpush(key, encode(fragment, limit, self.codec))
             pipe.expire(key, ttl)
             if done is not None:
                 # A run-wide step count: the budget and the rate limit read it.

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+from cli.bench_wire import add_wire_parser
 from cli.options import HelpFormatter
 
 MEMORY_EXAMPLES = """examples:
@@ -71,6 +72,7 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
                            "as fast as the pipeline takes their steps)")
     pipe.add_argument("--json", action="store_true", help="print one JSON object")
     pipe.set_defaults(run=_pipeline)
+    add_wire_parser(kinds)
 
 
 def _case(method: str, length: int, args: argparse.Namespace) -> dict:

@@ -19,6 +19,7 @@ from typing import Any, get_type_hints
 
 from common.keys import validate_id
 from common.redis_io import redact_url
+from common.wire_codec import CODECS, ZSTD_LEVELS
 
 ENV_PREFIX = "MEMUP_"
 
@@ -46,6 +47,15 @@ class RedisConfig:
 @dataclass(frozen=True)
 class ZmqConfig:
     curve_keys: str = ""  #: CURVE key directory (see common/curve.py); empty: no CURVE
+
+
+@dataclass(frozen=True)
+class WireConfig:
+    #: how senders compress large arrays (fragments, segments, rollouts): none, lz4 or zstd;
+    #: receivers read any of them. See "Wire compression of frames" in docs/results.md
+    codec: str = "none"
+    level: int = 3  #: zstd level (-7..19); lz4 ignores it
+    min_bytes: int = 4096  #: arrays smaller than this always travel raw
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,7 @@ class ClusterConfig:
     run: RunConfig = field(default_factory=RunConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
+    wire: WireConfig = field(default_factory=WireConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
@@ -244,4 +255,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     validate_id(config.run.name, "run name")
     if config.ppo.mode not in ("frozen", "joint", "lstm"):
         raise ConfigError(f"ppo.mode {config.ppo.mode!r}: use frozen, joint or lstm")
+    if config.wire.codec not in CODECS:
+        raise ConfigError(f"wire.codec {config.wire.codec!r}: use {', '.join(CODECS)}")
+    if config.wire.level not in ZSTD_LEVELS or config.wire.min_bytes < 0:
+        raise ConfigError(f"wire.level {config.wire.level} / wire.min_bytes "
+                          f"{config.wire.min_bytes}: use a level in {ZSTD_LEVELS.start}.."
+                          f"{ZSTD_LEVELS.stop - 1} and min_bytes >= 0")
     return config

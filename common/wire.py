@@ -4,11 +4,13 @@ The only module that imports msgpack; nothing on the wire is ever pickled. A fra
 map ``{"v": SCHEMA_VERSION, "k": KIND, <field>: <value>, ...}`` with exactly the fields of
 its kind, in declaration order (``return_`` travels as ``"return"``). An array travels as
 ``{"dtype": name, "shape": [...], "data": raw bytes}``: C order, little-endian, a dtype from
-:data:`DTYPES`. Decoding never runs code and never trusts a size the peer states. Any change
-to a message bumps :data:`SCHEMA_VERSION`; receivers reject other versions, never guess.
+:data:`DTYPES`; a large one may travel compressed, as ``{"dtype", "shape", "codec": "lz4" or
+"zstd", "data": compressed bytes}`` (see :mod:`common.wire_codec`). Decoding never runs code
+and never trusts a size the peer states. Any change to a message bumps
+:data:`SCHEMA_VERSION`; receivers reject other versions, never guess.
 
-A sender calls ``encode(msg)``; a receiver calls ``decode(frame, limit)`` inside
-``except WireError as exc``, counts ``exc.reason``, dead-letters the frame and goes on.
+A sender calls ``encode(msg, limit, codec)``; a receiver calls ``decode(frame, limit)``
+inside ``except WireError as exc``, counts ``exc.reason``, dead-letters the frame and goes on.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import numpy as np
 
 from common.errors import FrameTooLarge, MalformedFrame, SchemaVersionError, UnknownKind
 from common.keys import validate_id
+from common.wire_codec import RAW, FrameArrays, WireCodec
 from common.wire_fields import DTYPES, Field, schema_of
 
 __all__ = ["DTYPES", "KINDS", "SCHEMA_VERSION", "Message", "decode", "encode"]
 
-SCHEMA_VERSION = 1
-"""Bumped on every change to any message; both sides of a hop must agree."""
+SCHEMA_VERSION = 2
+"""Bumped on every change to any message or array encoding (2: compressed arrays); both
+sides of a hop must agree."""
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 """Frames above this are rejected before unpacking (a 128-step Two-Colors fragment: 2.8 MB)."""
 
@@ -227,12 +231,14 @@ _SCHEMAS: dict[type, tuple[Field, ...]] = {cls: schema_of(cls) for cls in KINDS.
 # ---------------------------------------------------------------- encode / decode
 
 
-def encode(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
+def encode(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+           codec: WireCodec = RAW) -> bytes:
     """Encodes one message as a frame.
 
     Args:
         msg: any message kind of this module.
         max_frame_bytes: refuse to produce a frame that receivers with this limit would reject.
+        codec: how large arrays are compressed (default: all raw).
 
     Returns:
         The frame.
@@ -246,8 +252,9 @@ def encode(msg: Message, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> byte
     if fields is None:
         raise TypeError(f"not a wire message: {type(msg).__name__}")
     body: dict[str, Any] = {"v": SCHEMA_VERSION, "k": msg.KIND}
+    arrays = FrameArrays(max_frame_bytes, codec)
     for f in fields:
-        body[f.wire] = f.convert(getattr(msg, f.name), f"{msg.KIND}.{f.wire}", peer=False)
+        body[f.wire] = f.convert(getattr(msg, f.name), f"{msg.KIND}.{f.wire}", False, arrays)
     frame = msgpack.packb(body, use_bin_type=True)
     if len(frame) > max_frame_bytes:
         raise FrameTooLarge(f"{msg.KIND} frame of {len(frame)} bytes exceeds the limit of "
@@ -259,7 +266,7 @@ def decode(frame: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Mess
     """Decodes one frame from a peer, trusting nothing in it.
 
     Arrays come back read-only and without a per-element copy: views (``np.frombuffer``)
-    over the bytes msgpack unpacked.
+    over the bytes msgpack unpacked, or over the bytes a compressed one decompressed to.
 
     Args:
         frame: the frame (``bytes``, ``bytearray`` or ``memoryview``).
@@ -271,7 +278,8 @@ def decode(frame: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Mess
     Raises:
         FrameTooLarge: the frame is larger than ``max_frame_bytes``.
         MalformedFrame: not msgpack, not a map, a field missing, unknown or of the wrong type,
-            array sizes that do not add up, or values the message class rejects.
+            array sizes that do not add up, values the message class rejects, or compressed
+            arrays that are corrupt, of an unknown codec, or larger than the limit allows.
         SchemaVersionError: the frame's schema version is not :data:`SCHEMA_VERSION`.
         UnknownKind: the frame's kind is none of :data:`KINDS`.
         DisallowedDtype: an array's dtype is not in :data:`DTYPES`.
@@ -304,10 +312,11 @@ def decode(frame: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Mess
     if cls is None:
         raise UnknownKind(f"unknown message kind {kind[:40]!r}; known: {sorted(KINDS)}")
     values = {}
+    arrays = FrameArrays(max_frame_bytes)  # compressed arrays inflate to at most the limit
     for f in _SCHEMAS[cls]:
         if f.wire not in body:
             raise MalformedFrame(f"{kind} frame lacks field {f.wire!r}")
-        values[f.name] = f.convert(body.pop(f.wire), f"{kind}.{f.wire}", peer=True)
+        values[f.name] = f.convert(body.pop(f.wire), f"{kind}.{f.wire}", True, arrays)
     if body:
         raise MalformedFrame(f"{kind} frame has unknown fields {[repr(k)[:40] for k in body][:5]}")
     try:

@@ -5,6 +5,8 @@ A message kind is a frozen dataclass whose annotations say what each field holds
 (optional, list, or map with string keys). :func:`schema_of` turns the annotations into
 :class:`Field` converters, so a field is declared exactly once, in ``common/wire.py``.
 This module never touches msgpack: it works on the plain values msgpack packs and unpacks.
+An array's payload is packed and unpacked by the frame's
+:class:`~common.wire_codec.FrameArrays` (raw, or compressed with a ``"codec"`` entry).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, get_type_hints
 import numpy as np
 
 from common.errors import DisallowedDtype, MalformedFrame
+from common.wire_codec import FrameArrays
 
 _DTYPE_NAMES = "uint8 int8 int16 int32 int64 float16 float32 float64 bool".split()
 DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in _DTYPE_NAMES}
@@ -34,7 +37,10 @@ _SCALARS: dict[type, tuple[type, ...]] = {
 }
 
 
-def _enc_array(value: Any, where: str) -> dict[str, Any]:
+_ARRAY_KEYS = ({"dtype", "shape", "data"}, {"dtype", "shape", "codec", "data"})
+
+
+def _enc_array(value: Any, where: str, arrays: FrameArrays) -> dict[str, Any]:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{where} must be a numpy array, got {type(value).__name__}")
     wire_dtype = DTYPES.get(value.dtype.name)
@@ -43,12 +49,13 @@ def _enc_array(value: Any, where: str) -> dict[str, Any]:
                               f"use one of {sorted(DTYPES)}")
     # No copy when the array already is little-endian and C-contiguous, the common case.
     value = np.asarray(value, dtype=wire_dtype, order="C")  # (ascontiguousarray makes 0-d 1-d)
-    return {"dtype": value.dtype.name, "shape": list(value.shape), "data": value.data}
+    return {"dtype": value.dtype.name, "shape": list(value.shape), **arrays.pack(value.data)}
 
 
-def _dec_array(value: Any, where: str) -> np.ndarray:
-    if type(value) is not dict or value.keys() != {"dtype", "shape", "data"}:
-        raise MalformedFrame(f"{where}: expected an array map with dtype, shape and data")
+def _dec_array(value: Any, where: str, arrays: FrameArrays) -> np.ndarray:
+    if type(value) is not dict or value.keys() not in _ARRAY_KEYS:
+        raise MalformedFrame(f"{where}: expected an array map with dtype, shape and data "
+                             f"(and optionally codec)")
     name, shape, data = value["dtype"], value["shape"], value["data"]
     if type(name) is not str or type(shape) is not list or type(data) is not bytes:
         raise MalformedFrame(f"{where}: array dtype must be str, shape a list, data bytes")
@@ -58,6 +65,8 @@ def _dec_array(value: Any, where: str) -> np.ndarray:
     if len(shape) > MAX_NDIM or any(type(d) is not int or d < 0 for d in shape):
         raise MalformedFrame(f"{where}: shape must be at most {MAX_NDIM} ints >= 0")
     count = math.prod(shape)  # Python ints: no overflow, whatever the peer claims
+    if "codec" in value:  # one decompression into fresh bytes; frombuffer below views them
+        data = arrays.unpack(value["codec"], data, count * dtype.itemsize, where)
     if count * dtype.itemsize != len(data):
         raise MalformedFrame(f"{where}: shape {shape} of {name} needs "
                              f"{count * dtype.itemsize} bytes, the frame has {len(data)}")
@@ -71,9 +80,9 @@ def _dec_array(value: Any, where: str) -> np.ndarray:
     return array
 
 
-def _leaf(base: type, value: Any, where: str, peer: bool) -> Any:
+def _leaf(base: type, value: Any, where: str, peer: bool, arrays: FrameArrays) -> Any:
     if base is np.ndarray:
-        return _dec_array(value, where) if peer else _enc_array(value, where)
+        return _dec_array(value, where, arrays) if peer else _enc_array(value, where, arrays)
     if not peer and isinstance(value, np.generic):
         value = value.item()  # numpy scalars are not msgpack types
     if type(value) not in _SCALARS[base]:
@@ -91,21 +100,26 @@ class Field:
     base: type
     container: str  # "one", "optional", "list" or "map" (with str keys)
 
-    def convert(self, value: Any, where: str, peer: bool) -> Any:
-        """Checks a value and converts it to the wire (``peer=False``) or from it."""
+    def convert(self, value: Any, where: str, peer: bool, arrays: FrameArrays) -> Any:
+        """Checks a value and converts it to the wire (``peer=False``) or from it.
+
+        ``arrays`` packs (or unpacks) the payloads of the frame's arrays.
+        """
         error = MalformedFrame if peer else TypeError
         if self.container == "list":
             if type(value) is not list and (peer or type(value) is not tuple):
                 raise error(f"{where}: expected a list, got {type(value).__name__}")
-            return [_leaf(self.base, v, f"{where}[{i}]", peer) for i, v in enumerate(value)]
+            return [_leaf(self.base, v, f"{where}[{i}]", peer, arrays)
+                    for i, v in enumerate(value)]
         if self.container == "map":
             if type(value) is not dict:
                 raise error(f"{where}: expected a map, got {type(value).__name__}")
-            return {_leaf(str, k, f"{where} key", peer):
-                    _leaf(self.base, v, f"{where}[{k!r:.40}]", peer) for k, v in value.items()}
+            return {_leaf(str, k, f"{where} key", peer, arrays):
+                    _leaf(self.base, v, f"{where}[{k!r:.40}]", peer, arrays)
+                    for k, v in value.items()}
         if value is None and self.container == "optional":
             return None
-        return _leaf(self.base, value, where, peer)
+        return _leaf(self.base, value, where, peer, arrays)
 
 
 # Annotations that hold a scalar or an array in a container, as (base, container).

@@ -29,6 +29,7 @@ from common.metrics import ScorerMetrics
 from common.models import task_spec
 from common.redis_io import ack, ensure_group, read_group
 from common.wire import Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
+from common.wire_codec import WireCodec
 from common.zmq_io import close, router
 from memup.batch import lane_slice
 from memup.episode import Episode
@@ -55,6 +56,7 @@ class SegmentServer:
             config, consumer, r, metrics, stop)
         self.run_id = config.run.name
         self.limit = config.redis.max_frame_bytes
+        self.codec = WireCodec.from_config(config.wire)  # segments and rollouts
         spec = task_spec(config)
         self.n_actions, self.obs_dim = spec.n_actions, spec.obs_dim
         self.ctx = zmq.Context.instance()
@@ -196,7 +198,7 @@ class SegmentServer:
                           targets=targets, policy_version=0)
         if segment_id in self.unacked:
             self.metrics.segments_redelivered_total.inc()
-        if self._send(peer, encode(segment, self.limit)):
+        if self._send(peer, encode(segment, self.limit, self.codec)):
             self.unacked[segment_id] = time.monotonic()
             if len(self.unacked) > 100_000:  # a learner that never acks must not grow us
                 self.unacked.popitem(last=False)
@@ -254,7 +256,7 @@ class SegmentServer:
         rollout = Rollout(rollout_id=entry_id, episode=done.episode,
                           arrays={k: np.ascontiguousarray(v) for k, v in steps.items()},
                           policy_version=done.policy_version)
-        frame = encode(rollout, self.limit)
+        frame = encode(rollout, self.limit, self.codec)
         if not self._send(peer, frame):
             return False
         self.in_flight[entry_id] = (peer, time.monotonic(), frame)

@@ -132,7 +132,7 @@ def test_segment_server_refuses_bad_frames_and_keeps_serving(scorer: Scorer) -> 
         ("random bytes", [random.Random(0).randbytes(300)], "malformed"),
         ("truncated frame", [valid[:-3]], "malformed"),
         ("empty frame", [b""], "malformed"),
-        ("schema version 2", [tamper(valid, v=2)], "schema_version"),
+        ("schema version 3", [tamper(valid, v=3)], "schema_version"),
         ("unknown kind", [tamper(valid, k="bogus")], "unknown_kind"),
         ("object dtype", [object_dtype], "dtype"),
         ("not a request", [encode(Heartbeat(role="actor", replica="0", time=1.0))],
@@ -188,7 +188,7 @@ def test_bad_episode_entries_are_counted_dead_lettered_and_acked(scorer: Scorer)
     entries: list[tuple[dict[bytes, bytes], str, str]] = [
         ({EPISODE_FIELD: random.Random(1).randbytes(64)}, REJECTED, "malformed"),
         ({b"other": good_frame}, REJECTED, "malformed"),
-        ({EPISODE_FIELD: tamper(good_frame, v=2)}, REJECTED, "schema_version"),
+        ({EPISODE_FIELD: tamper(good_frame, v=3)}, REJECTED, "schema_version"),
         ({EPISODE_FIELD: encode(frags[0])}, REJECTED, "malformed"),  # a Fragment, not a done
         ({EPISODE_FIELD: tamper(good_frame, pad=b"\0" * LIMIT)}, REJECTED, "too_large"),
         ({EPISODE_FIELD: good_frame}, DROPPED, "missing"),  # its fragments never came
@@ -277,7 +277,7 @@ def test_stored_episode_of_another_schema_version_does_not_stop_the_segment_serv
     with torch_threads(1):
         wait_for(lambda: loop.tick() >= 0 and marked(r, run) == {"new-0"}, 20,
                  "the new episode scored", interval=0)
-    old = msgpack.packb({"v": 2, "k": "mark", "episode": "old-0"}, use_bin_type=True)
+    old = msgpack.packb({"v": 1, "k": "mark", "episode": "old-0"}, use_bin_type=True)
     r.set(keys.mark_key(run, "old-0"), old)
     r.rpush(keys.fragments_key(run, "old-0"), old)
     r.zadd(keys.replay_key(run), {"old-0": 0.0})

@@ -38,10 +38,22 @@ def test_unrelated_environment_variables_are_ignored() -> None:
     (["actor.envs"], "use section.key=value"),
     (["ppo.mode=sideways"], "use frozen, joint or lstm"),
     (["run.name=a:b"], "invalid run name"),
+    (["wire.codec=brotli"], "wire.codec 'brotli': use none, lz4, zstd"),
+    (["wire.level=22"], "wire.level 22"),
+    (["wire.min_bytes=-1"], "min_bytes >= 0"),
 ])
 def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=needle):
         load_config(overrides=overrides, environ={})
+
+
+def test_wire_codec_is_set_like_any_field(tmp_path: Path) -> None:
+    assert load_config(environ={}).wire.codec == "none"
+    path = tmp_path / "w.toml"
+    path.write_text('[wire]\ncodec = "lz4"\nmin_bytes = 1024\n')
+    config = load_config(path, environ={"MEMUP_WIRE_LEVEL": "1"})
+    assert (config.wire.codec, config.wire.level, config.wire.min_bytes) == ("lz4", 1, 1024)
+    assert load_config(overrides=["wire.codec=zstd"], environ={}).wire.codec == "zstd"
 
 
 def test_bad_file_is_refused_with_the_path(tmp_path: Path) -> None:

@@ -106,3 +106,24 @@ def reject(
 def golden_mark() -> Mark:
     return Mark(episode="ep-1", surprise=np.array([1.0, -0.5, 0.0], dtype=np.float32),
                 targets=np.array([[0], [2], [2]], dtype=np.int64), scorer_version=3)
+
+
+def synthetic_frames(n: int, seed: int = 0) -> np.ndarray:
+    """A stand-in for ViZDoom frames, uint8 ``[n, 3, 64, 112]``, for tests only: a smooth
+    wall and floor, a few coloured blobs drifting across the view, and a little noise.
+    Only for exercising the codecs: its compression ratio says nothing about real frames."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:64, 0:112].astype(np.float32)
+    base = np.where(y < 30, 90 + 0.3 * x, 40 + 2.0 * (y - 30))[None] * np.array(
+        [1.0, 0.8, 0.6], np.float32)[:, None, None]
+    colours = rng.integers(0, 256, (4, 3)).astype(np.float32)
+    start, speed = rng.uniform(0, 112, (4, 2)), rng.uniform(-1.5, 1.5, (4, 2))
+    frames = np.empty((n, 3, 64, 112), np.uint8)
+    for t in range(n):
+        image = base.copy()
+        for (cx, cy), colour in zip(start + t * speed, colours, strict=True):
+            blob = np.exp(-((x - cx % 112) ** 2 + (y - cy % 64) ** 2) / 60.0)
+            image += blob[None] * (colour[:, None, None] - image)
+        image += rng.normal(0, 1, image.shape)
+        frames[t] = np.clip(image, 0, 255).astype(np.uint8)
+    return frames
