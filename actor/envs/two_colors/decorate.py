@@ -1,0 +1,199 @@
+"""The DECORATE lump: the scenario's logic as actors, with no ACS.
+
+* A director actor placed in the map draws the colour with ``A_Jump(128, …)`` (the engine
+  RNG, so ``DoomGame.set_seed`` makes it repeat), spawns the pillar and the items at random
+  spots (``A_SpawnItemEx`` with ``SXF_ABSOLUTEPOSITION``: offsets from the director along
+  the map axes), then keeps spawning.
+* Items are ``CustomInventory``: their ``Pickup`` state runs on the player, so it can heal
+  (``HealThing``, capped at the player's max health 100), hurt (``A_DamageSelf``), teleport
+  or end the level. Each colour branch spawns different classes with the same sprites, so
+  the pickup's meaning follows the pillar.
+* The env cannot read ACS globals without ACS, so pickups are counted in ammo the player has
+  no use for: ViZDoom's ``AMMOn`` reads the player's stock of the ammo type of the first
+  weapon in slot n, owned or not (verified). See ``COUNTERS``.
+
+ViZDoom 1.3.2 segfaults on a state block written on one line, so every statement gets its
+own line.
+"""
+
+from __future__ import annotations
+
+from actor.envs.two_colors.layout import (
+    BLOCK,
+    CHOICE_ITEMS,
+    DELAY_PILLAR_TICS,
+    DIRECTOR_SPOT,
+    INITIAL_ITEMS,
+    ITEM_RADIUS,
+    MEDIKIT_TICS,
+    MEDIKITS,
+    NUKAGE_ROOM,
+    RESPAWN_TICS,
+    Layout,
+)
+from actor.envs.two_colors.udmf import DIRECTOR_TYPE, ROOM2_TID, ROOM3_TID
+
+COUNTERS = {"good": ("Shell", 3), "bad": ("RocketAmmo", 5), "colour": ("Cell", 6),
+            "medikit": ("Clip", 2)}
+"""Counter name → (ammo class, ViZDoom AMMO slot). The colour marker is 1 red, 2 green."""
+COLOUR_MARK = {"red": 1, "green": 2}
+HEAL = 25
+LOOKS = {"green": "ARM1", "blue": "ARM2"}
+GOOD_LOOK = {"green": "green", "red": "blue"}
+"""The armour look that matches a pillar colour (the red pillar pairs with blue armour)."""
+PILLAR_SPRITES = {"red": "COL3", "green": "COL1"}
+
+
+def _actor(header: str, props: list[str], states: list[str]) -> list[str]:
+    return [f"Actor {header}", "{", *(f"  {p}" for p in props), "  States", "  {",
+            *(s if s.endswith(":") else f"    {s}" for s in states), "  }", "}", ""]
+
+
+def _item(name: str, sprite: str, frames: str, pickup: list[str]) -> list[str]:
+    spawn = ([f"{sprite} A 6", f"{sprite} B 7 Bright", "Loop"] if frames == "AB"
+             else [f"{sprite} A -1", "Stop"])
+    props = ["Radius 20", "Height 16", '+INVENTORY.ALWAYSPICKUP', 'Inventory.PickupMessage ""']
+    return _actor(f"{name} : CustomInventory", props,
+                  ["Spawn:", *spawn, "Pickup:", *(f"TNT1 A 0 {a}" for a in pickup), "Stop"])
+
+
+def _give(counter: str, amount: int = 1) -> str:
+    return f'A_GiveInventory("{COUNTERS[counter][0]}", {amount})'
+
+
+def _item_actors() -> list[str]:
+    lines: list[str] = []
+    # Count first, then hurt or end: a fatal or final pickup must still be counted.
+    effects = {"Good": [_give("good"), f"HealThing({HEAL})"],
+               "Bad": [_give("bad"), f"A_DamageSelf({HEAL})"],
+               "ChoiceGood": [_give("good"), "Exit_Normal(0)"],
+               "ChoiceBad": [_give("bad"), "Exit_Normal(0)"]}
+    for look, sprite in LOOKS.items():
+        for kind, pickup in effects.items():
+            lines += _item(f"TwoColors{kind}{look.capitalize()}", sprite, "AB", pickup)
+    lines += _item("TwoColorsMedikit", "MEDI", "A", [_give("medikit"), f"HealThing({HEAL})"])
+    for room, tid in ((2, ROOM2_TID), (3, ROOM3_TID)):
+        lines += _actor(f"TwoColorsToRoom{room} : CustomInventory", [],
+                        ["Spawn:", "TNT1 A -1", "Stop", "Pickup:",
+                         f"TNT1 A 0 Teleport_NoFog({tid}, 0, 0)", "Stop"])
+    return lines
+
+
+def _pillar_actors(tics: int) -> list[str]:
+    lines: list[str] = []
+    for colour, sprite in PILLAR_SPRITES.items():
+        lines += _actor(f"TwoColors{colour.capitalize()}Pillar",
+                        ["Radius 16", "Height 52", "+SOLID"],
+                        ["Spawn:", f"{sprite} A {tics}", "Stop"])
+    return lines
+
+
+class _Director:
+    """Emits the director's state list; labels are numbered so unrolled blocks never clash."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+        self._labels = 0
+
+    def label(self, stem: str) -> str:
+        self._labels += 1
+        name = f"{stem}{self._labels}"
+        self.states.append(f"{name}:")
+        return name
+
+    def do(self, action: str, tics: int = 0) -> None:
+        self.states.append(f"TNT1 A {tics} {action}".rstrip())
+
+    def wait(self, tics: int) -> None:
+        if tics > 0:
+            self.states.append(f"TNT1 A {tics}")
+
+    def spawn_at(self, cls: str, x: int, y: int) -> None:
+        dx, dy = x - DIRECTOR_SPOT[0], y - DIRECTOR_SPOT[1]
+        self.do(f'A_SpawnItemEx("{cls}", {dx}, {dy}, 0, 0, 0, 0, 0, '
+                "SXF_ABSOLUTEPOSITION|SXF_NOCHECKPOSITION)")
+
+    def spawn_random(self, cls: str) -> None:
+        """One ``cls`` at a uniform spot of the nukage room, redrawn while it would touch the
+        block (walls are kept at item radius by the draw range itself)."""
+        x0, y0, x1, y1 = NUKAGE_ROOM
+        bx0, by0, _, by1 = BLOCK
+        r, (cx, cy) = ITEM_RADIUS, DIRECTOR_SPOT
+        again = self.label("Draw")
+        self.do(f'A_SetUserVar("user_x", random({x0 + r - cx}, {x1 - r - cx}))')
+        self.do(f'A_SetUserVar("user_y", random({y0 + r - cy}, {y1 - r - cy}))')
+        self.do(f'A_JumpIf(user_x > {bx0 - r - cx} && user_y > {by0 - r - cy} && '
+                f'user_y < {by1 + r - cy}, "{again}")')
+        self.do(f'A_SpawnItemEx("{cls}", user_x, user_y, 20, 0, 0, 0, 0, SXF_ABSOLUTEPOSITION)')
+
+    def spawn_many(self, cls: str, count: int) -> None:
+        """``count`` random spawns as a counted loop (a loop keeps the text short)."""
+        if count <= 0:
+            return
+        self.do(f'A_SetUserVar("user_n", {count})')
+        again = self.label("Many")
+        self.spawn_random(cls)
+        self.do('A_SetUserVar("user_n", user_n - 1)')
+        self.do(f'A_JumpIf(user_n > 0, "{again}")')
+
+
+def _standard_branch(d: _Director, colour: str) -> None:
+    good = GOOD_LOOK[colour]
+    bad = "green" if good == "blue" else "blue"
+    cls = {good: f"TwoColorsGood{good.capitalize()}", bad: f"TwoColorsBad{bad.capitalize()}"}
+    d.spawn_many(cls["green"], INITIAL_ITEMS)
+    d.spawn_many(cls["blue"], INITIAL_ITEMS)
+    loop = d.label("Respawn")
+    d.wait(RESPAWN_TICS)
+    d.spawn_random(cls["green"])
+    d.wait(RESPAWN_TICS)
+    d.spawn_random(cls["blue"])
+    d.states.append(f"Goto {loop}")
+
+
+def _delay_branch(d: _Director, colour: str, delay_tics: int) -> None:
+    good = GOOD_LOOK[colour]
+    for look, (x, y) in CHOICE_ITEMS.items():
+        kind = "Good" if look == good else "Bad"
+        d.spawn_at(f"TwoColorsChoice{kind}{look.capitalize()}", x, y)
+    d.wait(DELAY_PILLAR_TICS)
+    d.do('A_GiveInventory("TwoColorsToRoom2", 1, AAPTR_PLAYER1)')
+    steps, rest = divmod(delay_tics, MEDIKIT_TICS)
+    if steps:
+        d.spawn_many("TwoColorsMedikit", MEDIKITS)
+    d.wait(rest)
+    if steps:
+        d.do(f'A_SetUserVar("user_m", {steps})')
+        again = d.label("Medikit")
+        d.wait(MEDIKIT_TICS)
+        d.do('A_SetUserVar("user_m", user_m - 1)')
+        done = f"Choice{colour.capitalize()}"
+        d.do(f'A_JumpIf(user_m <= 0, "{done}")')
+        d.spawn_random("TwoColorsMedikit")
+        d.states.append(f"Goto {again}")
+        d.states.append(f"{done}:")
+    d.do('A_GiveInventory("TwoColorsToRoom3", 1, AAPTR_PLAYER1)')
+    d.states += ["TNT1 A -1", "Stop"]
+
+
+def _director(layout: Layout) -> list[str]:
+    d = _Director()
+    # The first state's action does not run when a map thing spawns: wait one tic first.
+    d.states += ["Spawn:", "TNT1 A 1", 'TNT1 A 0 A_Jump(128, "Red")']
+    for colour in ("green", "red"):
+        d.states.append(f"{colour.capitalize()}:")
+        d.do(f'A_GiveInventory("{COUNTERS["colour"][0]}", {COLOUR_MARK[colour]}, AAPTR_PLAYER1)')
+        d.spawn_at(f"TwoColors{colour.capitalize()}Pillar", *layout.pillar)
+        if layout.variant == "delay":
+            _delay_branch(d, colour, layout.delay_tics)
+        else:
+            _standard_branch(d, colour)
+    props = ["+NOBLOCKMAP", "+NOSECTOR", "+NOGRAVITY", "+DONTSPLASH", "var int user_x;",
+             "var int user_y;", "var int user_n;", "var int user_m;"]
+    return _actor(f"TwoColorsDirector {DIRECTOR_TYPE}", props, d.states)
+
+
+def decorate(layout: Layout) -> str:
+    """The DECORATE text of ``layout``: pillars, items, teleport tokens and the director."""
+    lines = _pillar_actors(layout.pillar_tics) + _item_actors() + _director(layout)
+    return "\n".join(lines)
