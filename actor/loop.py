@@ -26,9 +26,8 @@ from actor.publish import FragmentPublisher
 from common.config import ClusterConfig
 from common.lifecycle import Backoff
 from common.metrics import ActorMetrics
-from common.models import TaskSpec
+from common.tasks import TaskSpec
 from common.wire import EpisodeDone, Fragment
-from memup.encoding import step_inputs
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ class ActorLoop:
         self.env_steps = 0
         self.failures = [0] * self.n
         self.backoffs = [Backoff(base=0.1, cap=5.0) for _ in range(self.n)]
-        self.obs = np.zeros((self.n, spec.obs_dim), dtype=np.float32)
+        self.obs = np.zeros((self.n, *spec.obs_shape), dtype=spec.obs_dtype)
         self.prev_action = np.full(self.n, -1, dtype=np.int64)
         self.prev_reward = np.zeros(self.n, dtype=np.float32)
         self.open: list[_Open] = [self._reset(i) for i in range(self.n)]
@@ -112,7 +111,7 @@ class ActorLoop:
         ep = self.open[slot]
         rows = ep.rows
         arrays = {
-            "obs": np.asarray(rows["obs"], dtype=np.float32),
+            "obs": np.asarray(rows["obs"], dtype=self.spec.obs_dtype),
             "action": np.asarray(rows["action"], dtype=np.int64),
             "reward": np.asarray(rows["reward"], dtype=np.float32),
             "log_prob": np.asarray(rows["log_prob"], dtype=np.float32),
@@ -130,6 +129,14 @@ class ActorLoop:
         ep.index += 1
         ep.first_step = ep.steps
         ep.rows = {k: [] for k in ROW_FIELDS}
+
+    def replace_envs(self) -> None:
+        """Closes every env and builds new ones with ``make_env``; open episodes are
+        abandoned (their published fragments expire in Redis)."""
+        for slot, env in enumerate(self.envs):
+            env.close()
+            self.envs[slot] = self.make_env(slot)
+            self.open[slot] = self._reset(slot)
 
     def _crashed(self, slot: int, exc: Exception) -> None:
         self.failures[slot] += 1
@@ -153,7 +160,7 @@ class ActorLoop:
         """One step of every env."""
         first = self.prev_action < 0
         started = time.perf_counter()
-        inputs = step_inputs(self.obs, self.prev_action, self.prev_reward, self.spec.n_actions)
+        inputs = self.spec.step_inputs(self.obs, self.prev_action, self.prev_reward)
         actions, log_probs, values = self.policy.act(inputs, first)
         inferred = time.perf_counter()
         self.metrics.inference_duration_seconds.observe(inferred - started)
@@ -189,7 +196,7 @@ class ActorLoop:
         self.metrics.env_step_duration_seconds.observe(time.perf_counter() - inferred)
 
     def _episode_finished(self, ep: _Open, final_reward: float) -> None:
-        success = final_reward >= self.spec.success_reward
+        success = self.spec.succeeded(final_reward, ep.steps)
         self.episodes_done += 1
         self.successes += success
         self.metrics.episode_finished("success" if success else "failure", ep.total_return)

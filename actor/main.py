@@ -7,18 +7,20 @@ import threading
 import time
 import zlib
 
+import gymnasium
 import torch
 
-from actor.envs.tmaze import TMazeEnv
+from actor.envs.factory import data_env_differs, make_env
 from actor.loop import ActorLoop, EnvFailure
 from actor.policy import ActingPolicy
 from actor.publish import FragmentPublisher
 from common.config import ClusterConfig
 from common.keys import consumer_name
 from common.metrics import ActorMetrics, serve_metrics
-from common.models import POLICY, task_spec
+from common.models import POLICY
 from common.redis_io import connect
 from common.status import start_status
+from common.tasks import task_spec
 from common.watcher import WeightsWatcher
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,12 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
     seed = config.run.seed * 7919 + zlib.crc32(name.encode())  # distinct per replica name
     policy = ActingPolicy(config, config.actor.envs, seed)
     task = config.task
+    swap_envs = data_env_differs(config)
 
-    def make_env(slot: int) -> TMazeEnv:
-        return TMazeEnv(task.mode, task.length)
+    def env_for(slot: int) -> gymnasium.Env:
+        return make_env(config, data_policy=swap_envs and policy.version == 0)
 
-    loop = ActorLoop(config, name, make_env, spec, policy, publisher, metrics, stop)
+    loop = ActorLoop(config, name, env_for, spec, policy, publisher, metrics, stop)
     started = time.monotonic()
 
     def status() -> dict[str, float]:
@@ -66,7 +69,11 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
     def refresh_weights() -> None:
         found = watcher.take()
         if found is not None:
+            first = policy.version == 0
             policy.load(*found)
+            if first and swap_envs:  # the data policy's env is not the policy's
+                log.info("%s: first policy weights; replacing the data-collection envs", name)
+                loop.replace_envs()
             metrics.policy_version.set(found[0])
 
     log.info("%s: %d %s envs, metrics on :%d", name, loop.n, task.env, port)

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from common.config import ClusterConfig
-from common.models import load_flat, memory_nets, policy_model, task_spec
+from common.models import load_flat, memory_nets, policy_model
+from common.tasks import task_spec
 from memup.memory import mask_state
 from memup.ppo import categorical_sample
 
@@ -53,7 +54,7 @@ class ActingPolicy:
         """Actions, their log-probabilities and value estimates for one step of every env.
 
         Args:
-            inputs: ``[B, D]`` memory inputs (see :func:`memup.encoding.step_inputs`).
+            inputs: ``[B, ...]`` memory inputs (see :meth:`common.tasks.TaskSpec.step_inputs`).
             first: ``[B]`` bool, the env's episode starts at this step (state reset).
         """
         batch = len(inputs)

@@ -19,6 +19,7 @@ MEMORY_EXAMPLES = """examples:
 PIPELINE_EXAMPLES = """examples:
   memup bench pipeline                          # T-Maze-LNR-100, 2 actors x 16 envs, 60 s
   memup bench pipeline --length 1000 --seconds 120 --json
+  memup bench pipeline --env two-colors --actors 1 --envs 8 --seconds 120
 """
 
 MIB = 1024 * 1024
@@ -59,14 +60,19 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         "cluster (embedded Redis, actors, scorer, learner in phase I) measured after warm-up: "
         "steps published, scored into the replay window and trained on per second, and "
         "p50/p99 latency of each hop from the roles' Prometheus histograms.")
-    pipe.add_argument("--env", default="tmaze", choices=["tmaze"], help="the environment")
-    pipe.add_argument("--length", type=int, default=100, help="T-Maze corridor length")
+    pipe.add_argument("--env", default="tmaze", choices=["tmaze", "two-colors"],
+                      help="the environment (two-colors starts from configs/up_two_colors.toml)")
+    pipe.add_argument("--length", type=int, default=None,
+                      help="T-Maze corridor length (default 100); Two-Colors: episode limit "
+                           "in agent steps (default: the config's 1050)")
     pipe.add_argument("--actors", type=int, default=2, help="actor processes")
     pipe.add_argument("--envs", type=int, default=16, help="envs per actor")
     pipe.add_argument("--seconds", type=float, default=60.0, help="measurement window")
     pipe.add_argument("--raw-seconds", type=float, default=10.0, help="raw stepping time")
     pipe.add_argument("--warmup-updates", type=int, default=50,
                       help="learner updates before the window opens")
+    pipe.add_argument("--warmup-seconds", type=float, default=300.0,
+                      help="give up when the learner has not made its warm-up updates by then")
     pipe.add_argument("--replay-ratio", type=float, default=0.01,
                       help="trained steps per env step before actors wait (low: actors run "
                            "as fast as the pipeline takes their steps)")

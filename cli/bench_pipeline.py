@@ -33,22 +33,32 @@ HOPS = {
 }
 
 
-def raw_env_rate(length: int, envs: int, seconds: float, seed: int = 0) -> float:
-    """Env steps/s of ``envs`` T-Maze envs stepped in one loop with random actions."""
-    from actor.envs.tmaze import TMazeEnv
+BASE_CONFIGS = {"tmaze": None, "two-colors": "up_two_colors.toml"}
+"""The config each env's cluster starts from (``configs/``); flags override it."""
+FRAME_SKIP = {"tmaze": 1, "two-colors": 2}
+
+
+def raw_env_rate(config, envs: int, seconds: float, seed: int = 0) -> float:  # type: ignore[no-untyped-def]
+    """Env steps/s of ``envs`` envs of the run's task (the data policy's), stepped in one
+    loop with random actions."""
+    from actor.envs.factory import make_env
 
     rng = np.random.default_rng(seed)
-    pool = [TMazeEnv("LNR", length) for _ in range(envs)]
+    pool = [make_env(config, data_policy=True) for _ in range(envs)]
     for i, env in enumerate(pool):
         env.reset(seed=seed + i)
+    n_actions = pool[0].action_space.n
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        for env, action in zip(pool, rng.integers(0, 2, size=envs)):
+        for env, action in zip(pool, rng.integers(0, n_actions, size=envs)):
             _, _, terminated, truncated, _ = env.step(int(action))
             if terminated or truncated:
                 env.reset()
         steps += envs
-    return steps / (time.perf_counter() - started)
+    rate = steps / (time.perf_counter() - started)
+    for env in pool:
+        env.close()
+    return rate
 
 
 def histogram_quantile(text: str, name: str, labels: dict[str, str], q: float) -> float | None:
@@ -87,30 +97,39 @@ def _scrape(port: int) -> str:
 def run_pipeline_bench(args: argparse.Namespace) -> int:
     from cli.supervisor import Child, Supervisor, role_argv
     from common import keys
+    from common.config import load_config
     from common.embedded_redis import EmbeddedRedis
     from common.metrics import SupervisorMetrics
     from common.redis_io import connect
     from common.status import read_statuses
 
-    raw = raw_env_rate(args.length, args.envs, args.raw_seconds)
+    if args.length is None and args.env == "tmaze":
+        args.length = 100
+    base = BASE_CONFIGS[args.env]
+    config_path = None if base is None else Path(__file__).resolve().parents[1] / "configs" / base
     run = f"bench-{os.getpid()}"
-    overrides = [f"run.name={run}", f"task.length={args.length}", f"actor.envs={args.envs}",
+    overrides = [f"run.name={run}", f"actor.envs={args.envs}",
                  f"actor.replicas={args.actors}", "memup.target_accuracy=1.01",
                  f"memup.replay_ratio={args.replay_ratio}", "memup.publish_every=25"]
+    if args.length is not None:
+        overrides.append(f"task.length={args.length}")
+    config = load_config(config_path, overrides, environ={})
+    raw = raw_env_rate(config, args.envs, args.raw_seconds)
     with tempfile.TemporaryDirectory(prefix="memup-bench-") as tmp, EmbeddedRedis() as redis:
         overrides.append(f"run.dir={tmp}")
-        children = [Child("learner-0", "learner", role_argv("learner", None, None, overrides),
+        children = [Child("learner-0", "learner",
+                          role_argv("learner", None, config_path, overrides),
                           Path(tmp) / "learner.log")]
-        children.append(Child("scorer-0", "scorer", role_argv("scorer", 0, None, overrides),
+        children.append(Child("scorer-0", "scorer", role_argv("scorer", 0, config_path, overrides),
                               Path(tmp) / "scorer.log"))
-        children += [Child(f"actor-{i}", "actor", role_argv("actor", i, None, overrides),
+        children += [Child(f"actor-{i}", "actor", role_argv("actor", i, config_path, overrides),
                            Path(tmp) / f"actor-{i}.log") for i in range(args.actors)]
         supervisor = Supervisor(children, {**os.environ, "REDIS_URL": redis.url},
                                 SupervisorMetrics())
         r = connect(redis.url)
         supervisor.start()
         try:
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + args.warmup_seconds
             while time.monotonic() < deadline:  # warm-up: the learner is training
                 supervisor.poll()
                 learner = read_statuses(r, run).get("learner-0", {})
@@ -118,8 +137,8 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
                     break
                 time.sleep(0.5)
             else:
-                raise SystemExit("the cluster did not start training within 3 minutes; "
-                                 f"see the logs in {tmp}")
+                raise SystemExit(f"the cluster did not start training within "
+                                 f"{args.warmup_seconds:.0f} s; see the logs in {tmp}")
 
             def totals() -> dict[str, float]:
                 statuses = read_statuses(r, run)
@@ -143,12 +162,16 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         text = "\n".join(t for name, t in texts.items() if name.startswith(role))
         hops[hop] = {"what": what, "p50_seconds": histogram_quantile(text, metric, labels, 0.5),
                      "p99_seconds": histogram_quantile(text, metric, labels, 0.99)}
-    result = {"env": "tmaze", "length": args.length, "actors": args.actors, "envs": args.envs,
+    skip = FRAME_SKIP[args.env]
+    result = {"env": args.env, "length": config.task.length, "actors": args.actors,
+              "envs": args.envs, "frame_skip": skip,
               "cores": os.cpu_count(), "window_seconds": round(span, 1),
               "raw_env_steps_per_second": raw,
               "published_env_steps_per_second": rates["published"],
               "scored_env_steps_per_second": rates["scored"],
               "trained_steps_per_second": rates["trained"],
+              "raw_frames_per_second": raw * skip,
+              "scored_frames_per_second": rates["scored"] * skip,
               "end_to_end_ratio": rates["scored"] / raw, "hops": hops}
     if args.json:
         print(json.dumps(result))
@@ -158,15 +181,19 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
 
 
 def print_table(result: dict) -> None:
-    print(f"T-Maze-LNR-{result['length']}, {result['actors']} actors x {result['envs']} envs, "
+    task = (f"T-Maze-LNR-{result['length']}" if result["env"] == "tmaze" else
+            f"Two-Colors (frame skip {result['frame_skip']}, frames = steps x skip)")
+    print(f"{task}, {result['actors']} actors x {result['envs']} envs, "
           f"{result['cores']} cores, measured over {result['window_seconds']} s")
-    print(f"{'throughput':<40}{'steps/s':>12}{'vs raw':>9}")
+    print(f"{'throughput':<40}{'steps/s':>12}{'frames/s':>12}{'vs raw':>9}")
     raw = result["raw_env_steps_per_second"]
+    skip = result["frame_skip"]
     for label, key in (("raw env stepping, one process", "raw_env_steps_per_second"),
                        ("published by actors (-> Redis)", "published_env_steps_per_second"),
                        ("scored into the replay window", "scored_env_steps_per_second"),
                        ("trained on by the learner (with reuse)", "trained_steps_per_second")):
-        print(f"{label:<40}{result[key]:>12,.0f}{result[key] / raw:>9.3f}")
+        print(f"{label:<40}{result[key]:>12,.0f}{result[key] * skip:>12,.0f}"
+              f"{result[key] / raw:>9.3f}")
     print(f"\n{'hop':<18}{'p50 ms':>9}{'p99 ms':>9}  what")
     for hop, h in result["hops"].items():
         p50 = "-" if h["p50_seconds"] is None else f"{h['p50_seconds'] * 1e3:.2f}"

@@ -9,6 +9,7 @@ from cli.bench import add_bench_parsers
 from cli.evaluate import add_eval_parser
 from cli.options import HelpFormatter, parse_with_config
 from cli.plot import add_plot_parser
+from cli.probe import add_probe_parser
 from cli.roles import add_keys_parser, add_role_parsers
 from cli.train import add_train_parsers
 from cli.up import add_up_parser
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parsers(sub)
     add_plot_parser(sub)
     add_eval_parser(sub)
+    add_probe_parser(sub)
     add_role_parsers(sub)
     add_keys_parser(sub)
     return parser

@@ -60,9 +60,15 @@ class WireConfig:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    env: str = "tmaze"
-    mode: str = "LNR"
-    length: int = 1000
+    env: str = "tmaze"  #: tmaze or two-colors
+    mode: str = "LNR"  #: T-Maze mode
+    length: int = 1000  #: T-Maze corridor length; Two-Colors: the episode limit in agent steps
+    variant: str = "standard"  #: Two-Colors variant: standard, hard or delay
+    delay_tics: int = 2000  #: Two-Colors delay variant: tics in the medikit room
+    floor_damage: bool = True  #: Two-Colors: the nukage floor drains health
+    #: Two-Colors: the same, for the envs the random data policy plays before any policy is
+    #: published (phase I); off, random episodes run to the timeout instead of ~100 steps
+    data_floor_damage: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class ScorerConfig:
 @dataclass(frozen=True)
 class MemupConfig:
     hidden: int = 256
+    cnn: str = "small"  #: image tasks: CNN widths, small (CPU) or nature (memup-spec E.9)
     chrono: int = -1  #: chrono init horizon; -1: the task length
     interaction: bool = True
     lanes: int = 64

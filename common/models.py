@@ -10,13 +10,14 @@ baseline) for actors.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from common.config import ClusterConfig
-from memup.networks import TaskNets, tmaze_nets
+from common.tasks import task_spec
+from memup.frames import FrameEncoder
+from memup.networks import TaskNets, tmaze_nets, two_colors_nets
 from memup.policy import LstmPolicy, PolicyHeads
 
 DETECTOR = "detector"
@@ -25,36 +26,14 @@ POLICY = "policy"
 """Weights name of what actors run: memory + heads, or the PPO-LSTM."""
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """What the networks of a task read and emit."""
-
-    obs_dim: int
-    n_actions: int
-    success_reward: float  #: an episode whose final reward reaches this succeeded
-
-    @property
-    def input_dim(self) -> int:
-        """Memory input width: ``[obs, onehot(prev_action), prev_reward]``."""
-        return self.obs_dim + self.n_actions + 1
-
-
-TASKS = {"tmaze": TaskSpec(obs_dim=3, n_actions=2, success_reward=4.0)}
-
-
-def task_spec(config: ClusterConfig) -> TaskSpec:
-    """The spec of ``config.task.env``."""
-    try:
-        return TASKS[config.task.env]
-    except KeyError:
-        raise ValueError(f"task.env {config.task.env!r}: the cluster runs "
-                         f"{sorted(TASKS)}") from None
-
-
 def memory_nets(config: ClusterConfig) -> TaskNets:
     """The MemUP memory and predictor of the run's task."""
     m = config.memup
     horizon = config.task.length if m.chrono == -1 else (m.chrono or None)
+    spec = task_spec(config)
+    if spec.frames:
+        return two_colors_nets(m.hidden, spec.obs_shape, spec.n_actions, m.cnn,  # type: ignore[arg-type]
+                               chrono_horizon=horizon, interaction=m.interaction)
     return tmaze_nets(m.hidden, chrono_horizon=horizon, interaction=m.interaction)
 
 
@@ -62,6 +41,11 @@ def policy_model(config: ClusterConfig) -> nn.Module:
     """Heads on the memory output (frozen / joint) or the PPO-LSTM baseline (lstm)."""
     spec = task_spec(config)
     if config.ppo.mode == "lstm":
+        if spec.frames:  # the baseline gets a CNN of the memory's shape, trained by PPO
+            encoder = FrameEncoder(spec.obs_shape, spec.n_actions, "input",  # type: ignore[arg-type]
+                                   config.memup.cnn)
+            return LstmPolicy(encoder.out_dim, spec.n_actions, tbptt=config.ppo.tbptt,
+                              encoder=encoder)
         return LstmPolicy(spec.input_dim, spec.n_actions, tbptt=config.ppo.tbptt)
     return PolicyHeads(config.memup.hidden, spec.n_actions, hidden=config.ppo.hidden)
 

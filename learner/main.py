@@ -93,4 +93,7 @@ def write_curves(out: Path) -> list[Path]:
         made.append(plot_curves({"policy": two}, "env_steps", "success",
                                 out / "phase2_success.png", "Phase II: success rate",
                                 target=0.95))
+        made.append(plot_curves({"policy": two}, "env_steps", "mean_return",
+                                out / "phase2_return.png",
+                                "Phase II: mean return of each update's episodes"))
     return made

@@ -11,26 +11,26 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from common.tasks import TaskSpec
 from common.wire import Rollout
-from memup.encoding import encode_steps
 from memup.memory import Memory
 from memup.ppo import RolloutBatch
 from memup.stream import pad_chunk
 
 
-def rollout_batch(rollouts: list[Rollout], n_actions: int, memory: Memory | None,
+def rollout_batch(rollouts: list[Rollout], spec: TaskSpec, memory: Memory | None,
                   device: torch.device | str = "cpu", chunk: int = 256) -> RolloutBatch:
     """Pads ``rollouts`` to a batch; ``inputs`` are memory features when ``memory`` is given.
 
     Args:
         rollouts: complete episodes with ``obs``, ``action``, ``reward``, ``log_prob``, ``value``.
-        n_actions: the task's action count (for the memory inputs).
+        spec: the task (how steps become memory inputs).
         memory: the policy's frozen memory, or None (the model reads step inputs).
         device: where the batch (and the memory pass) lives.
         chunk: steps per memory call (bounds the memory pass's peak size).
     """
-    steps_in = [encode_steps(r.arrays["obs"], r.arrays["action"], r.arrays["reward"],
-                             n_actions)[0] for r in rollouts]
+    steps_in = [spec.encode(r.arrays["obs"], r.arrays["action"], r.arrays["reward"])[0]
+                for r in rollouts]
     lengths = [len(x) for x in steps_in]
     t_max = max(lengths)
 

@@ -19,14 +19,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import redis
 import torch
 
 from common import keys
 from common.config import ClusterConfig
 from common.metrics import LearnerMetrics
-from common.models import DETECTOR, POLICY, flatten, memory_nets, policy_model, task_spec
+from common.models import DETECTOR, POLICY, flatten, memory_nets, policy_model
 from common.runlog import RunLog
+from common.tasks import task_spec
 from common.weights import publish_weights, weights_version
 from learner.feed import SegmentFeed
 from learner.rollouts import rollout_batch
@@ -207,7 +209,7 @@ class Learner:
         if self.stop.is_set():
             return None
         memory = None if p.mode == "lstm" else self.policy_memory
-        batch = rollout_batch(rollouts, self.spec.n_actions, memory, self.device)
+        batch = rollout_batch(rollouts, self.spec, memory, self.device)
         started = time.perf_counter()
         self.policy.train()
         stats = self.ppo.update(batch)
@@ -219,7 +221,8 @@ class Learner:
         steps = int(batch.mask.sum())
         self.env_steps_trained += steps
         for r in rollouts:
-            self.outcomes.append(int(r.arrays["reward"][-1] >= self.spec.success_reward))
+            rewards = r.arrays["reward"]
+            self.outcomes.append(int(self.spec.succeeded(float(rewards[-1]), len(rewards))))
             self.metrics.policy_lag_versions.observe(version - r.policy_version)
         self.metrics.updates_total.labels(kind="ppo").inc()
         self.metrics.samples_total.labels(kind="ppo").inc(steps)
@@ -227,11 +230,14 @@ class Learner:
             self.metrics.loss.labels(loss=name).set(stats[f"{name}_loss" if name != "entropy"
                                                           else "entropy"])
         success = sum(self.outcomes) / len(self.outcomes)
+        returns = [float(np.sum(r.arrays["reward"])) for r in rollouts]
         self.last_lag = version - min(r.policy_version for r in rollouts)
         self.metrics.success_ratio.set(success)
         self.publish(POLICY)
         self.on_update()
         return {**stats, "success": success, "episodes": len(rollouts),
+                "mean_return": float(np.mean(returns)),
+                "mean_steps": float(np.mean([len(r.arrays["reward"]) for r in rollouts])),
                 "lag": version - min(r.policy_version for r in rollouts)}
 
     def run_phase_two(self) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from memup.frames import FrameEncoder
 from memup.losses import Kind
 from memup.memory import Memory, TokenEncoder, VectorEncoder
 from memup.predictor import ContextPredictor, QuestionPredictor
@@ -45,4 +46,20 @@ def add_nets(hidden: int = 128, chrono_horizon: int | None = None) -> TaskNets:
     """Add: ``[value, mark, is_last]`` → Linear+ReLU → LSTM; question predictor → sum."""
     memory = Memory(VectorEncoder(3, 0), hidden, chrono_horizon=chrono_horizon)
     predictor = QuestionPredictor(hidden, VectorEncoder(3, 0), hidden=256)
+    return TaskNets(memory, predictor, "regression")
+
+
+def two_colors_nets(hidden: int = 128, frame_shape: tuple[int, int, int] = (3, 64, 112),
+                    n_actions: int = 8, cnn: str = "small", chrono_horizon: int | None = None,
+                    interaction: bool = True) -> TaskNets:
+    """Two-Colors: CNN(frame) ⊕ prev_action ⊕ prev_reward → LSTM; predictor on the target
+    frame's own CNN embedding and action → reward (memup-spec E.9, sizes per ``cnn``).
+
+    The predictor has a CNN of its own (not the memory's, detached): the pickup's colour
+    must be read off the target frame whatever the memory's encoder learns to keep.
+    """
+    memory = Memory(FrameEncoder(frame_shape, n_actions, "input", cnn), hidden,
+                    chrono_horizon=chrono_horizon)
+    predictor = QuestionPredictor(hidden, FrameEncoder(frame_shape, n_actions, "query", cnn),
+                                  hidden=256, interaction=interaction)
     return TaskNets(memory, predictor, "regression")

@@ -79,10 +79,13 @@ class LstmPolicy(nn.Module):
         layers: LSTM layers.
         dropout: dropout between LSTM layers (active in train mode only).
         tbptt: length of the chunks gradients flow through.
+        encoder: reads the inputs instead of the Linear embedding (e.g. a CNN on frames);
+            ``in_dim`` is then its output width.
     """
 
     def __init__(self, in_dim: int, n_actions: int, embed: int = 64, hidden: int = 128,
-                 layers: int = 2, dropout: float = 0.1, tbptt: int = 10) -> None:
+                 layers: int = 2, dropout: float = 0.1, tbptt: int = 10,
+                 encoder: nn.Module | None = None) -> None:
         super().__init__()
         if tbptt < 1:
             raise ValueError(f"tbptt must be at least 1, got {tbptt}")
@@ -91,7 +94,11 @@ class LstmPolicy(nn.Module):
         self.hidden = hidden
         self.layers = layers
         self.tbptt = tbptt
-        self.embed = nn.Sequential(orthogonal_linear(in_dim, embed, math.sqrt(2.0)), nn.ReLU())
+        if encoder is None:
+            encoder = nn.Sequential(orthogonal_linear(in_dim, embed, math.sqrt(2.0)), nn.ReLU())
+        else:
+            embed = in_dim
+        self.embed = encoder
         self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.heads = PolicyHeads(hidden, n_actions, hidden=hidden, depth=3)

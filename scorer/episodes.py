@@ -12,8 +12,8 @@ import redis
 
 from common import keys
 from common.errors import WireError
+from common.tasks import TaskSpec
 from common.wire import EpisodeDone, Fragment, Mark, decode
-from memup.encoding import encode_steps
 from memup.episode import Episode
 
 STEP_FIELDS = ("obs", "action", "reward", "log_prob", "value")
@@ -81,7 +81,7 @@ def assemble(frames: list[bytes], episode: str, max_frame_bytes: int, length: in
     return steps
 
 
-def to_episode(steps: dict[str, np.ndarray], n_actions: int, obs_dim: int) -> Episode:
+def to_episode(steps: dict[str, np.ndarray], spec: TaskSpec) -> Episode:
     """The memory's view of the steps (inputs, queries, labels).
 
     Raises:
@@ -89,14 +89,13 @@ def to_episode(steps: dict[str, np.ndarray], n_actions: int, obs_dim: int) -> Ep
             frames decoded fine but do not describe an episode of this task).
     """
     obs, actions, rewards = steps["obs"], steps["action"], steps["reward"]
-    if obs.ndim != 2 or obs.shape[1] != obs_dim or rewards.shape != actions.shape \
-            or actions.ndim != 1 or len(obs) != len(actions):
-        raise EpisodeUnavailable("incomplete", f"steps of the wrong shape: obs {obs.shape} "
-                                 f"(want [T, {obs_dim}]), actions {actions.shape}, rewards "
-                                 f"{rewards.shape}")
-    if actions.size and (actions.min() < 0 or actions.max() >= n_actions):
-        raise EpisodeUnavailable("incomplete", f"actions outside 0..{n_actions - 1}")
-    inputs, queries, labels = encode_steps(steps["obs"], actions, steps["reward"], n_actions)
+    wrong = spec.check_obs(obs)
+    if wrong or rewards.shape != actions.shape or actions.ndim != 1 or len(obs) != len(actions):
+        raise EpisodeUnavailable("incomplete", f"steps of the wrong shape: {wrong or obs.shape}"
+                                 f", actions {actions.shape}, rewards {rewards.shape}")
+    if actions.size and (actions.min() < 0 or actions.max() >= spec.n_actions):
+        raise EpisodeUnavailable("incomplete", f"actions outside 0..{spec.n_actions - 1}")
+    inputs, queries, labels = spec.encode(obs, actions, rewards)
     return Episode(inputs=inputs, queries=queries, labels=labels)
 
 
@@ -120,7 +119,7 @@ class _NotDone(WireError):
     reason = "malformed"
 
 
-def load_marked(r: redis.Redis, run: str, episode: str, n_actions: int, obs_dim: int,
+def load_marked(r: redis.Redis, run: str, episode: str, spec: TaskSpec,
                 max_frame_bytes: int) -> Episode:
     """A replay-window episode with its mark's targets in ``extras["targets"]``.
 
@@ -139,6 +138,6 @@ def load_marked(r: redis.Redis, run: str, episode: str, n_actions: int, obs_dim:
         raise EpisodeUnavailable("incomplete", f"episode {episode}: the mark key holds a "
                                  f"{mark.KIND}")
     steps = assemble(frames, episode, max_frame_bytes, len(mark.surprise))
-    ep = to_episode(steps, n_actions, obs_dim)
+    ep = to_episode(steps, spec)
     ep.extras["targets"] = np.asarray(mark.targets, dtype=np.int64)
     return ep

@@ -23,8 +23,9 @@ from common.config import ClusterConfig
 from common.errors import WireError
 from common.lifecycle import Backoff, RateLimitedLog
 from common.metrics import ScorerMetrics
-from common.models import DETECTOR, load_flat, memory_nets, task_spec
+from common.models import DETECTOR, load_flat, memory_nets
 from common.redis_io import ack, ensure_group, read_group, reclaim_idle, stream_stats
+from common.tasks import task_spec
 from common.watcher import WeightsWatcher
 from common.wire import EpisodeDone, Mark, encode
 from memup.detector import SurpriseDetector
@@ -36,9 +37,6 @@ from scorer.episodes import EpisodeUnavailable, load_done, load_steps, to_episod
 log = logging.getLogger(__name__)
 
 OUTCOMES_KEPT = 1000
-# T-Maze "accuracy" counts |prediction - reward| < 0.3 as right (memup-spec A.12); the
-# detector's surprise is the squared error, so the same test is surprise < 0.3 ** 2.
-CORRECT_BELOW = 0.3**2
 
 
 class ScoringLoop:
@@ -56,8 +54,7 @@ class ScoringLoop:
         self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind,
                                          decay=config.memup.ema_decay, chunk=sc.chunk,
                                          group=sc.group, device=device)
-        spec = task_spec(config)
-        self.n_actions, self.obs_dim = spec.n_actions, spec.obs_dim
+        self.spec = task_spec(config)
         self.rng = np.random.default_rng(config.run.seed)
         self.version = 0
         self.watcher = WeightsWatcher(r, self.run_id, DETECTOR, 0.5)
@@ -151,7 +148,7 @@ class ScoringLoop:
                     ack(self.r, self.stream, keys.SCORERS_GROUP, [entry_id])
                     continue
                 steps = load_steps(self.r, self.run_id, done, limit)
-                todo.append((entry_id, done, to_episode(steps, self.n_actions, self.obs_dim)))
+                todo.append((entry_id, done, to_episode(steps, self.spec)))
                 seen.add(done.episode)
             except (WireError, EpisodeUnavailable) as exc:
                 self._reject(entry_id, fields, exc)
@@ -179,8 +176,10 @@ class ScoringLoop:
                 mark = Mark(episode=done.episode, surprise=surprise[i].astype(np.float32),
                             targets=targets, scorer_version=self.version)
                 pipe.set(keys.mark_key(run, done.episode), encode(mark))
-                correct = int(surprise[i][-1] < CORRECT_BELOW)
-                pipe.lpush(keys.outcomes_key(run), f"{self.version}:{correct}")
+                outcomes = self.spec.outcomes(ep.labels, surprise[i])
+                if outcomes:
+                    pipe.lpush(keys.outcomes_key(run),
+                               *[f"{self.version}:{right}" for right in outcomes])
                 for s in surprise[i][:: max(1, len(ep) // 64)]:  # a sample keeps this cheap
                     self.metrics.surprise.observe(float(s))
                 self.metrics.targets_marked_total.inc(targets.size)

@@ -26,8 +26,8 @@ from common.config import ClusterConfig
 from common.errors import WireError
 from common.lifecycle import Backoff, HeartbeatThread, RateLimitedLog
 from common.metrics import ScorerMetrics
-from common.models import task_spec
 from common.redis_io import ack, ensure_group, read_group
+from common.tasks import task_spec
 from common.wire import Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
 from common.wire_codec import WireCodec
 from common.zmq_io import close, router
@@ -57,8 +57,7 @@ class SegmentServer:
         self.run_id = config.run.name
         self.limit = config.redis.max_frame_bytes
         self.codec = WireCodec.from_config(config.wire)  # segments and rollouts
-        spec = task_spec(config)
-        self.n_actions, self.obs_dim = spec.n_actions, spec.obs_dim
+        self.spec = task_spec(config)
         self.ctx = zmq.Context.instance()
         sc = config.scorer
         self.sock, self.port = router(self.ctx, sc.bind_host, sc.port, self.limit,
@@ -142,7 +141,7 @@ class SegmentServer:
     def _episode(self, episode: str) -> Episode:
         ep = self.cache.get(episode)
         if ep is None:
-            ep = load_marked(self.r, self.run_id, episode, self.n_actions, self.obs_dim,
+            ep = load_marked(self.r, self.run_id, episode, self.spec,
                              self.limit)
             self.cache[episode] = ep
             if len(self.cache) > self.config.scorer.cache_episodes:

@@ -42,7 +42,7 @@ def test_memup_up_trains_memory_then_policy(tmp_path: Path) -> None:
         [sys.executable, "-m", "cli.main", "eval", str(run), "--episodes", "50", "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert json.loads(evaluated.stdout)["greedy_success"] >= 0.9
+    assert json.loads(evaluated.stdout)["greedy"]["success"] >= 0.9
     # Both actors really played: each published fragments.
     for name in ("actor-0", "actor-1"):
         assert "stopped after" in (run / "logs" / f"{name}.log").read_text()

@@ -1,0 +1,136 @@
+"""``memup probe``: what a Two-Colors run's memory remembers, measured on fresh episodes.
+
+Plays fresh episodes with the uniform-random data policy (in phase I's data env, whose
+random episodes last to the timeout), runs the run's EMA memory and predictor over them and
+reports two linear probes (memup/probe.py):
+
+* the pillar colour read from the memory state ``--after`` steps after the pillar vanished
+  (logistic regression fitted on half of the episodes, scored on the other half);
+* the predictor's sign accuracy on pickup rewards, against a memory-less predictor fitted
+  on the same target-frame features (it must sit near 50 %: the colour is a coin flip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cli.options import HelpFormatter
+
+EXAMPLES = """examples:
+  memup probe runs/two-colors                        # 120 fresh episodes, 500 steps after
+  memup probe runs/two-colors --episodes 200 --after 500 --workers 2 --json
+"""
+
+PILLAR_STEPS = {"standard": 45, "hard": 45, "delay": 50}  # 90 / 90 / 100 tics, frame skip 2
+
+
+def add_probe_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="linear probes of a Two-Colors run's memory",
+                       description=__doc__, formatter_class=HelpFormatter, epilog=EXAMPLES)
+    p.add_argument("run_dir", type=Path, help="the run's directory (runs/<run.name>)")
+    p.add_argument("--episodes", type=int, default=120, help="fresh random-policy episodes")
+    p.add_argument("--after", type=int, default=500,
+                   help="probe the memory this many steps after the pillar vanished")
+    p.add_argument("--workers", type=int, default=2, help="processes playing episodes")
+    p.add_argument("--seed", type=int, default=777, help="first env seed (then +1 each)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run_probe)
+
+
+def play_random(config_values: dict, seeds: list[int]) -> list[dict[str, Any]]:
+    """Raw steps and the pillar colour of one random-policy episode per seed."""
+    from actor.envs.factory import make_env
+    from common.config import load_config
+
+    config = load_config(values=config_values, environ={})
+    env = make_env(config, data_policy=True)
+    out = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        obs, info = env.reset(seed=seed)
+        frames, actions, rewards = [], [], []
+        while True:
+            action = int(rng.integers(0, env.action_space.n))
+            frames.append(obs)
+            actions.append(action)
+            obs, reward, terminated, truncated, info = env.step(action)
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        out.append({"obs": np.stack(frames), "action": np.array(actions),
+                    "reward": np.array(rewards, dtype=np.float32),
+                    "red": int(info["pillar"] == "red")})
+    env.close()
+    return out
+
+
+def collect(config, episodes: int, seed: int, workers: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """``episodes`` random-policy episodes, played by ``workers`` processes."""
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    seeds = [seed + i for i in range(episodes)]
+    values = config.to_dict()
+    if workers <= 1:
+        return [play_random(values, [s])[0] for s in tqdm(seeds, desc="episodes")]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        jobs = [pool.apply_async(play_random, (values, [s])) for s in seeds]
+        return [job.get()[0] for job in tqdm(jobs, desc="episodes")]
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    import torch
+
+    from cli.run_dir import RunDirError, load_run
+    from common.models import memory_nets
+    from common.tasks import task_spec
+    from memup.detector import SurpriseDetector
+    from memup.episode import Episode
+    from memup.probe import colour_probe, pickup_signs
+
+    try:
+        config, state = load_run(args.run_dir)
+    except RunDirError as exc:
+        print(f"memup probe: {exc}", file=sys.stderr)
+        return 2
+    if config.task.env != "two-colors":
+        print(f"memup probe: {args.run_dir} ran {config.task.env!r}; the probe reads the "
+              "Two-Colors pillar colour", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, args.workers))
+    nets = memory_nets(config)
+    detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind)
+    detector.load_state_dict(state["detector"])
+    spec = task_spec(config)
+    played = collect(config, args.episodes, args.seed, args.workers)
+    episodes = [Episode(*spec.encode(p["obs"], p["action"], p["reward"])) for p in played]
+    step = PILLAR_STEPS.get(config.task.variant, 45) + args.after
+    result: dict[str, Any] = {
+        "run": config.run.name, "memup_updates": int(state["memup_updates"]),
+        "episodes": len(episodes), "mean_length": float(np.mean([len(e) for e in episodes])),
+        "red_share": float(np.mean([p["red"] for p in played])),
+        "colour": colour_probe(detector.memory, episodes,
+                               np.array([p["red"] for p in played]), step),
+        "pickups": pickup_signs(detector.memory, detector.predictor, episodes),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    colour, pickups = result["colour"], result["pickups"]
+    print(f"{result['run']} after {result['memup_updates']} MemUP updates, "
+          f"{result['episodes']} fresh random-policy episodes (mean length "
+          f"{result['mean_length']:.0f} steps, red {result['red_share']:.2f})")
+    print(f"  pillar colour from m_t at step {step} ({args.after} steps after it vanished): "
+          f"{colour['test_accuracy']:.3f} on {colour['n_test']} held-out episodes "
+          f"(train {colour['train_accuracy']:.3f})")
+    print(f"  pickup reward sign, {pickups['pickups_test']} held-out pickups: predictor with "
+          f"memory {pickups['predictor_sign_accuracy']:.3f}, memory-less "
+          f"{pickups['memoryless_sign_accuracy']:.3f}")
+    return 0

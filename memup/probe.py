@@ -1,0 +1,118 @@
+"""Linear probes of what a trained memory holds, and how much its predictor needs it.
+
+A probe is an L2-regularised logistic regression fitted on one half of the episodes and
+scored on the other half. :func:`colour_probe` reads a bit (the Two-Colors pillar colour)
+from the memory state long after the bit was visible; :func:`pickup_signs` compares the
+trained predictor's sign accuracy on pickup rewards with a memory-less predictor: a probe
+fitted on the same target-frame features without m_t.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from memup.episode import Episode
+from memup.memory import Memory
+from memup.stream import same_step_predictions
+
+
+class _MemoryReadout(nn.Module):
+    """A "predictor" that answers with the memory state itself (m_t at the asked steps)."""
+
+    uses_context = False
+
+    def forward(self, memory: torch.Tensor, queries: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        return memory
+
+
+def memory_states(memory: Memory, episodes: list[Episode], positions: list[np.ndarray],
+                  device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """m_t at ``positions`` of each episode, ``[P, H]`` per episode."""
+    memory.eval()
+    return same_step_predictions(memory, _MemoryReadout(), episodes, positions,
+                                 device=device).predictions
+
+
+def fit_logistic(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
+                 y_test: torch.Tensor, l2: float = 1e-3, iterations: int = 200
+                 ) -> dict[str, float]:
+    """Fits ``sigmoid(w·x + b)`` to 0/1 labels; accuracy on both halves.
+
+    Features are standardised with the training half's statistics.
+    """
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    xs, xt = (x_train - mean) / std, (x_test - mean) / std
+    weight = torch.zeros(xs.shape[1], requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([weight, bias], max_iter=iterations,
+                                  line_search_fn="strong_wolfe")
+    target = y_train.float()
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(xs @ weight + bias, target) \
+            + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    with torch.no_grad():
+        train = ((xs @ weight + bias > 0).long() == y_train).float().mean()
+        test = ((xt @ weight + bias > 0).long() == y_test).float().mean()
+    return {"train_accuracy": float(train), "test_accuracy": float(test),
+            "n_train": len(y_train), "n_test": len(y_test)}
+
+
+def halves(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Alternating split of n items into a training and a test half."""
+    index = np.arange(n)
+    return index[index % 2 == 0], index[index % 2 == 1]
+
+
+def colour_probe(memory: Memory, episodes: list[Episode], bits: np.ndarray, step: int,
+                 device: torch.device | str = "cpu") -> dict[str, float]:
+    """Reads ``bits`` (one 0/1 per episode) from m_step of episodes longer than ``step``."""
+    long = [i for i, e in enumerate(episodes) if len(e) > step]
+    if len(long) < 4:
+        raise ValueError(f"only {len(long)} episodes last beyond step {step}; need 4 or more")
+    states = torch.cat(memory_states(memory, [episodes[i] for i in long],
+                                     [np.array([step])] * len(long), device)).float()
+    labels = torch.from_numpy(np.asarray(bits)[long]).long()
+    train, test = halves(len(long))
+    return {"step": step, "episodes": len(long),
+            **fit_logistic(states[train], labels[train], states[test], labels[test])}
+
+
+def pickup_signs(memory: Memory, predictor: nn.Module, episodes: list[Episode],
+                 threshold: float = 0.5, device: torch.device | str = "cpu"
+                 ) -> dict[str, float]:
+    """Sign accuracy on steps with ``|reward| > threshold``: the trained predictor (reading
+    m_t) against a memory-less linear predictor on the predictor's own target-frame
+    features (fitted on the episodes of one half, scored on the other)."""
+    positions = [np.flatnonzero(np.abs(e.labels) > threshold) for e in episodes]
+    memory.eval()
+    predictor.eval()
+    predicted = same_step_predictions(memory, predictor, episodes, positions,
+                                      device=device).predictions
+    encoder = predictor.query_encoder
+    with torch.no_grad():
+        features = [encoder(torch.from_numpy(e.queries[p]).to(device)).float().cpu()
+                    for e, p in zip(episodes, positions)]
+    signs = [torch.from_numpy(e.labels[p] > 0).long() for e, p in zip(episodes, positions)]
+    train, test = halves(len(episodes))
+
+    def gather(items: list[torch.Tensor], which: np.ndarray) -> torch.Tensor:
+        return torch.cat([items[i] for i in which])
+
+    test_signs = gather(signs, test)
+    with_memory = (gather([(p > 0).long() for p in predicted], test) == test_signs)
+    fitted = fit_logistic(gather(features, train), gather(signs, train),
+                          gather(features, test), test_signs)
+    return {"pickups_test": len(test_signs),
+            "positive_share": float(test_signs.float().mean()),
+            "predictor_sign_accuracy": float(with_memory.float().mean()),
+            "memoryless_sign_accuracy": fitted["test_accuracy"],
+            "memoryless_train_accuracy": fitted["train_accuracy"]}

@@ -1,0 +1,93 @@
+"""Image step records: layout, agreement between the actor's and the episode encoders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from common.config import load_config
+from common.models import memory_nets, policy_model
+from common.tasks import task_spec
+from memup.frames import NO_ACTION, FrameEncoder, encode_frame_steps, frame_step_inputs
+
+SHAPE = (3, 64, 112)
+
+
+def _episode(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (n, *SHAPE), dtype=np.uint8)
+    return frames, rng.integers(0, 8, n), rng.normal(size=n).astype(np.float32)
+
+
+def test_inputs_and_queries_are_one_array_with_the_step_layout() -> None:
+    frames, actions, rewards = _episode(5)
+    inputs, queries, labels = encode_frame_steps(frames, actions, rewards)
+    assert inputs is queries and inputs.dtype == np.uint8
+    assert np.array_equal(inputs[:, : frames[0].size], frames.reshape(5, -1))
+    assert inputs[0, -6] == NO_ACTION and inputs[0, -4:].view("<f4")[0] == 0.0
+    assert list(inputs[1:, -6]) == list(actions[:-1])
+    assert list(inputs[:, -5]) == list(actions)
+    assert np.array_equal(inputs[1:, -4:].copy().view("<f4")[:, 0], rewards[:-1])
+    assert np.array_equal(labels, rewards)
+
+
+def test_episode_starts_clear_the_previous_step() -> None:
+    frames, actions, rewards = _episode(6)
+    inputs, _, _ = encode_frame_steps(frames, actions, rewards, starts=np.array([0, 3]))
+    assert inputs[3, -6] == NO_ACTION and inputs[3, -4:].view("<f4")[0] == 0.0
+    assert inputs[4, -6] == actions[3]
+
+
+def test_actor_records_match_episode_records_except_the_unknown_action() -> None:
+    frames, actions, rewards = _episode(4)
+    whole, _, _ = encode_frame_steps(frames, actions, rewards)
+    prev_a = np.concatenate([[-1], actions[:-1]])
+    prev_r = np.concatenate([[7.0], rewards[:-1]]).astype(np.float32)  # ignored at a start
+    live = frame_step_inputs(frames, prev_a, prev_r)
+    assert np.array_equal(np.delete(live, -5, axis=1), np.delete(whole, -5, axis=1))
+    assert (live[:, -5] == NO_ACTION).all()
+
+
+def test_encoders_read_their_own_fields() -> None:
+    frames, actions, rewards = _episode(3)
+    records, _, _ = encode_frame_steps(frames, actions, rewards)
+    x = torch.from_numpy(records)
+    memory_view = FrameEncoder(SHAPE, 8, "input")(x[None])[0]
+    assert memory_view.shape == (3, 256 + 8 + 1)
+    assert memory_view[0, -9:].abs().sum() == 0  # no previous action or reward at a start
+    assert memory_view[1, 256 + actions[0]] == 1 and memory_view[1, -1] == rewards[0]
+    query_view = FrameEncoder(SHAPE, 8, "query")(x)
+    assert torch.equal(query_view[:, 256:].argmax(-1), torch.from_numpy(actions))
+
+
+def test_bad_frames_are_refused() -> None:
+    frames, actions, rewards = _episode(3)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        encode_frame_steps(frames.astype(np.float32), actions, rewards)
+    with pytest.raises(ValueError, match="CNN size"):
+        FrameEncoder(SHAPE, 8, size="huge")
+
+
+def test_two_colors_task_builds_networks_that_read_its_records() -> None:
+    config = load_config(overrides=["task.env=two-colors", "task.length=1050",
+                                    "memup.hidden=32", "ppo.mode=lstm"])
+    spec = task_spec(config)
+    frames, actions, rewards = _episode(6)
+    inputs, queries, labels = spec.encode(frames, actions, rewards)
+    nets = memory_nets(config)
+    out, _ = nets.memory(torch.from_numpy(inputs)[None], nets.memory.initial_state(1))
+    pred = nets.predictor(out[0], torch.from_numpy(queries))
+    assert out.shape == (1, 6, 32) and pred.shape == (6,)
+    logits, values = policy_model(config).forward_sequence(torch.from_numpy(inputs)[None])
+    assert logits.shape == (1, 6, 8) and values.shape == (1, 6)
+    assert spec.succeeded(0.02, 1050) and not spec.succeeded(1.0, 200)
+    assert spec.check_obs(frames) is None and "dtype" in spec.check_obs(frames.astype(np.int16))
+
+
+def test_two_colors_outcomes_are_the_pickups_on_the_right_side_of_zero() -> None:
+    spec = task_spec(load_config(overrides=["task.env=two-colors"]))
+    labels = np.array([0.02, 1.02, -0.98, 0.02, 1.02], dtype=np.float32)
+    predictions = np.array([0.0, 0.4, 0.3, 5.0, -0.1], dtype=np.float32)
+    surprise = (predictions - labels) ** 2
+    assert spec.outcomes(labels, surprise) == [1, 0, 0]
