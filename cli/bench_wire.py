@@ -131,7 +131,7 @@ def parse_codecs(text: str) -> list[WireCodec]:
     for item in filter(None, text.split(",")):
         name, _, level = item.partition(":")
         try:
-            codecs.append(WireCodec(name, int(level) if level else 3))
+            codecs.append(WireCodec(name, int(level)) if level else WireCodec(name))
         except ValueError as exc:
             raise SystemExit(f"--codecs {item!r}: {exc}") from exc
     return codecs

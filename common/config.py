@@ -52,9 +52,10 @@ class ZmqConfig:
 @dataclass(frozen=True)
 class WireConfig:
     #: how senders compress large arrays (fragments, segments, rollouts): none, lz4 or zstd;
-    #: receivers read any of them. See "Wire compression of frames" in docs/results.md
-    codec: str = "none"
-    level: int = 3  #: zstd level (-7..19); lz4 ignores it
+    #: receivers read any of them. lz4 by measurement: "Wire compression of frames" in
+    #: docs/results.md
+    codec: str = "lz4"
+    level: int = 1  #: zstd level (-7..19); 3 encodes 4x slower than 1 for 13% fewer bytes
     min_bytes: int = 4096  #: arrays smaller than this always travel raw
 
 

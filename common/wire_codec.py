@@ -47,7 +47,7 @@ class WireCodec:
     """
 
     name: str = "none"
-    level: int = 3
+    level: int = 1
     min_bytes: int = 4096
 
     def __post_init__(self) -> None:

@@ -48,7 +48,7 @@ def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: st
 
 
 def test_wire_codec_is_set_like_any_field(tmp_path: Path) -> None:
-    assert load_config(environ={}).wire.codec == "none"
+    assert load_config(environ={}).wire.codec == "lz4"
     path = tmp_path / "w.toml"
     path.write_text('[wire]\ncodec = "lz4"\nmin_bytes = 1024\n')
     config = load_config(path, environ={"MEMUP_WIRE_LEVEL": "1"})

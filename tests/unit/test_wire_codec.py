@@ -146,7 +146,7 @@ def test_each_thread_keeps_its_own_zstd_compressor() -> None:
         for _ in range(5):
             for msg in msgs:
                 assert_same(decode(encode(msg, codec=WireCodec("zstd"))), msg)
-        seen.append(id(wire_codec._zstd_compressor(3)))
+        seen.append(id(wire_codec._zstd_compressor(WireCodec("zstd").level)))
 
     threads = [threading.Thread(target=work) for _ in range(3)]
     for t in threads:
