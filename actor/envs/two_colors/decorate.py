@@ -61,16 +61,21 @@ def _give(counter: str, amount: int = 1) -> str:
     return f'A_GiveInventory("{COUNTERS[counter][0]}", {amount})'
 
 
-def _item_actors() -> list[str]:
-    lines: list[str] = []
+def _item_actors(variant: str) -> list[str]:
+    """The items (and, in ``delay``, the teleport tokens) the variant's director spawns."""
     # Count first, then hurt or end: a fatal or final pickup must still be counted.
-    effects = {"Good": [_give("good"), f"HealThing({HEAL})"],
-               "Bad": [_give("bad"), f"A_DamageSelf({HEAL})"],
-               "ChoiceGood": [_give("good"), "Exit_Normal(0)"],
-               "ChoiceBad": [_give("bad"), "Exit_Normal(0)"]}
+    if variant == "delay":
+        effects = {"ChoiceGood": [_give("good"), "Exit_Normal(0)"],
+                   "ChoiceBad": [_give("bad"), "Exit_Normal(0)"]}
+    else:
+        effects = {"Good": [_give("good"), f"HealThing({HEAL})"],
+                   "Bad": [_give("bad"), f"A_DamageSelf({HEAL})"]}
+    lines: list[str] = []
     for look, sprite in LOOKS.items():
         for kind, pickup in effects.items():
             lines += _item(f"TwoColors{kind}{look.capitalize()}", sprite, "AB", pickup)
+    if variant != "delay":
+        return lines
     lines += _item("TwoColorsMedikit", "MEDI", "A", [_give("medikit"), f"HealThing({HEAL})"])
     for room, tid in ((2, ROOM2_TID), (3, ROOM3_TID)):
         lines += _actor(f"TwoColorsToRoom{room} : CustomInventory", [],
@@ -195,5 +200,5 @@ def _director(layout: Layout) -> list[str]:
 
 def decorate(layout: Layout) -> str:
     """The DECORATE text of ``layout``: pillars, items, teleport tokens and the director."""
-    lines = _pillar_actors(layout.pillar_tics) + _item_actors() + _director(layout)
+    lines = _pillar_actors(layout.pillar_tics) + _item_actors(layout.variant) + _director(layout)
     return "\n".join(lines)

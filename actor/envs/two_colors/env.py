@@ -8,7 +8,8 @@ episode ends (terminated or truncated) the observation is all zeros, as in the r
 Reward per agent step: the engine's living reward over the ``frame_skip`` tics (0.01 per tic;
 0 in ``delay``) plus, per pickup counted in this step, +1 for an item of the pillar's colour
 and -1 for the other (``delay``: +5 / 0 for the final choice, +0.1 per medikit).
-``terminated`` on death or level exit; ``truncated`` after ``timeout_steps`` agent steps.
+``terminated`` on death or level exit (in ``delay``: on the step of the final pickup);
+``truncated`` after ``timeout_steps`` agent steps.
 
 The pickups are read from ammo counters the DECORATE gives the player (see ``decorate``):
 there is no ACS, so no ViZDoom USER variables or ACS reward.
@@ -170,7 +171,9 @@ class TwoColorsEnv(gymnasium.Env):
                    + medikits * MEDIKIT_REWARD * (self.layout.variant == "delay"))
         self._steps += 1
         self._return += reward
-        terminated = state is None
+        # A choice item in ``delay`` ends the level a few tics after the pickup: end the
+        # episode on the pickup's own step instead.
+        terminated = state is None or (self.layout.variant == "delay" and good + bad > 0)
         truncated = not terminated and self._steps >= self.timeout_steps
         info = self._info()
         if terminated or truncated:
