@@ -11,6 +11,7 @@ from cli.options import HelpFormatter, parse_with_config
 from cli.plot import add_plot_parser
 from cli.probe import add_probe_parser
 from cli.roles import add_keys_parser, add_role_parsers
+from cli.scenario import add_scenario_parser
 from cli.train import add_train_parsers
 from cli.up import add_up_parser
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_probe_parser(sub)
     add_role_parsers(sub)
     add_keys_parser(sub)
+    add_scenario_parser(sub)
     return parser
 
 
