@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+from cli.bench_env import add_env_bench_parser
 from cli.bench_wire import add_wire_parser
 from cli.options import HelpFormatter
 
@@ -32,7 +33,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
-    """Registers ``memup bench memory`` and ``memup bench pipeline``."""
+    """Registers ``memup bench memory``, ``memup bench pipeline`` and ``memup bench env``."""
     bench = sub.add_parser("bench", help="benchmarks (tables, or --json)",
                            formatter_class=HelpFormatter, epilog=MEMORY_EXAMPLES,
                            description="Benchmarks. Each prints a table, or JSON with --json.")
@@ -78,6 +79,7 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
                            "as fast as the pipeline takes their steps)")
     pipe.add_argument("--json", action="store_true", help="print one JSON object")
     pipe.set_defaults(run=_pipeline)
+    add_env_bench_parser(kinds)
     add_wire_parser(kinds)
 
 

@@ -1,4 +1,4 @@
-"""The PWAD writer and the Two-Colors text generators (no engine needed)."""
+"""The PWAD writer, the Two-Colors text generators and the frame resize (no engine needed)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import re
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from actor.envs.two_colors.decorate import decorate
 from actor.envs.two_colors.layout import VARIANTS, make_layout
 from actor.envs.two_colors.scenario import scenario_bytes, scenario_lumps, scenario_path
+from actor.envs.two_colors.screen import AreaResize, area_weights
 from actor.envs.two_colors.udmf import textmap
 from actor.envs.two_colors.wad import pwad_bytes, read_pwad
 
@@ -109,3 +111,15 @@ def test_scenario_path_caches_by_text_hash(tmp_path: Path, monkeypatch) -> None:
                         lambda layout: [*scenario_lumps(layout), ("EXTRA", b"1")])
     assert scenario_path("hard") != first
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+
+def test_area_resize_is_the_exact_area_mean() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (3, 180, 320), dtype=np.uint8)
+    exact = area_weights(180, 64) @ frame.astype(np.float64) @ area_weights(320, 112).T
+    out = AreaResize((180, 320), (64, 112))(frame)
+    assert out.shape == (3, 64, 112) and out.dtype == np.uint8 and out.flags.c_contiguous
+    assert np.abs(out - exact).max() <= 0.5 + 1e-3  # rounding only
+    flat = np.full((3, 180, 320), 77, dtype=np.uint8)
+    assert (AreaResize((180, 320), (64, 112))(flat) == 77).all()
+    with pytest.raises(ValueError):
+        AreaResize((180, 320), (64, 112))(frame[:, :90])

@@ -2,15 +2,20 @@
 
 Each output pixel is the mean of the input area it covers, with fractional weights at the
 edges (320 → 112 and 180 → 64 are not integer ratios). PIL's BOX filter is not this: it
-weighs whole input pixels by their centres, and differs from the area mean by up to 76
-grey levels on noise, so it is not used even though it ran in about the same time.
+weighs whole input pixels by their centres and differs from the area mean by up to 76 grey
+levels on noise, so it is not used.
 
-Measured on this machine (one 3 x 180 x 320 frame): two dense matmuls ``Wh @ x @ Ww.T``
-0.39 ms with one BLAS thread and 0.8 ms with two; the separable sparse pass below (at most
-4 taps per output row and column) 0.33-0.40 ms with no BLAS at all, so it is used.
+The weights repeat: 45 input rows always make 16 output rows (180/64 = 45/16) and 20 input
+columns 7 output columns (320/112 = 20/7). So the resize is two small batched matmuls with
+one period's weights, ``W16 @ x`` per 45-row block and ``· @ W7.T`` per 20-column block:
+0.13 ms per 3 x 180 x 320 frame on this machine, against 0.39 ms for the full dense
+``Wh @ x @ Ww.T`` with one BLAS thread (0.8 ms, and 23 ms under load, with two), 0.47 ms for
+a gather of the 4 nonzero taps per row and column, and 0.40 ms for PIL BOX (inexact).
 """
 
 from __future__ import annotations
+
+from math import gcd
 
 import numpy as np
 
@@ -26,38 +31,30 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     return w
 
 
-def _taps(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The nonzero columns of each row of ``w`` as (index [n, k], weight [n, k]); rows with
-    fewer than k taps repeat their last index with weight 0."""
-    k = int((w > 0).sum(axis=1).max())
-    idx = np.zeros((w.shape[0], k), dtype=np.intp)
-    wt = np.zeros((w.shape[0], k), dtype=np.float32)
-    for i, row in enumerate(w):
-        nz = np.flatnonzero(row)
-        idx[i, :len(nz)], idx[i, len(nz):] = nz, nz[-1]
-        wt[i, :len(nz)] = row[nz]
-    return idx, wt
+def _period(n_in: int, n_out: int) -> tuple[int, np.ndarray]:
+    """(number of periods, one period's ``[out, in]`` weights): output spans line up with
+    input pixel edges every ``n_in / gcd`` inputs, so every period has the same weights."""
+    g = gcd(n_in, n_out)
+    return g, area_weights(n_in, n_out)[: n_out // g, : n_in // g].astype(np.float32)
 
 
 class AreaResize:
     """Resizes ``[C, H, W]`` uint8 frames to ``[C, out_h, out_w]`` uint8 by area averaging."""
 
     def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> None:
+        if out_hw[0] > in_hw[0] or out_hw[1] > in_hw[1]:
+            raise ValueError(f"area resize only shrinks: {in_hw} -> {out_hw}")
         self.in_hw, self.out_hw = in_hw, out_hw
-        self._rows, self._row_w = _taps(area_weights(in_hw[0], out_hw[0]))
-        self._cols, self._col_w = _taps(area_weights(in_hw[1], out_hw[1]))
-        self._row_w = self._row_w[:, :, None]  # broadcast over columns
+        self._h_periods, self._wh = _period(in_hw[0], out_hw[0])
+        self._w_periods, wt = _period(in_hw[1], out_hw[1])
+        self._wt = np.ascontiguousarray(wt.T)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        if frame.shape[1:] != self.in_hw:
+        c, h, w = frame.shape
+        if (h, w) != self.in_hw:
             raise ValueError(f"expected a [C, {self.in_hw[0]}, {self.in_hw[1]}] frame, "
                              f"got {frame.shape}")
-        x = frame.astype(np.float32)
-        # ``take`` keeps C order (fancy indexing on the last axis does not) and is faster.
-        rows = x.take(self._rows[:, 0], axis=1) * self._row_w[:, 0]
-        for k in range(1, self._rows.shape[1]):
-            rows += x.take(self._rows[:, k], axis=1) * self._row_w[:, k]
-        out = rows.take(self._cols[:, 0], axis=2) * self._col_w[:, 0]
-        for k in range(1, self._cols.shape[1]):
-            out += rows.take(self._cols[:, k], axis=2) * self._col_w[:, k]
+        x = frame.astype(np.float32).reshape(c, self._h_periods, -1, w)
+        rows = np.matmul(self._wh, x).reshape(c, self.out_hw[0], self._w_periods, -1)
+        out = np.matmul(rows, self._wt).reshape(c, *self.out_hw)
         return (out + 0.5).astype(np.uint8)
