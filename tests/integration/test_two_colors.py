@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from actor.envs.two_colors import FRAME_SHAPE, N_ACTIONS, TwoColorsEnv
+from actor.envs.two_colors.decorate import COUNTER_WRAP_AT
 
 LEFT, RIGHT, FORWARD = 0, 1, 2
 LIVING = 0.02  # 0.01 per tic, frame skip 2
@@ -279,3 +280,22 @@ def test_same_seed_same_first_frame_and_colour() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_counters_wrap_so_long_episodes_count_every_pickup() -> None:
+    """Ammo stocks are capped (50 shells); the DECORATE wraps its counters and the env reads
+    them modulo the wrap, so more than 40 pickups of one kind still count one by one."""
+    env = ProbeEnv(seed=0, floor_damage=False, timeout_steps=3000)
+    try:
+        good = MATCHING_LOOK[env.reset()[1]["pillar"]]
+        signed = 0
+        done = False
+        while not done:
+            _, reward, terminated, truncated, info = env.step(
+                steer(env, lambda n: n.endswith(good) and "Pillar" not in n))
+            signed += round(reward - LIVING)
+            done = terminated or truncated
+        assert info["good_pickups"] > COUNTER_WRAP_AT
+        assert signed == info["good_pickups"] - info["bad_pickups"]
+    finally:
+        env.close()

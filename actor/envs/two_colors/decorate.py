@@ -37,6 +37,9 @@ COUNTERS = {"good": ("Shell", 3), "bad": ("RocketAmmo", 5), "colour": ("Cell", 6
             "medikit": ("Clip", 2)}
 """Counter name → (ammo class, ViZDoom AMMO slot). The colour marker is 1 red, 2 green."""
 COLOUR_MARK = {"red": 1, "green": 2}
+COUNTER_WRAP = 32
+COUNTER_WRAP_AT = 40
+"""At this stock a counter drops by ``COUNTER_WRAP`` (<= every capped maximum, 50 shells)."""
 HEAL = 25
 LOOKS = {"green": "ARM1", "blue": "ARM2"}
 GOOD_LOOK = {"green": "green", "red": "blue"}
@@ -49,34 +52,40 @@ def _actor(header: str, props: list[str], states: list[str]) -> list[str]:
             *(s if s.endswith(":") else f"    {s}" for s in states), "  }", "}", ""]
 
 
-def _item(name: str, sprite: str, frames: str, pickup: list[str]) -> list[str]:
+def _item(name: str, sprite: str, frames: str, counter: str, effect: str) -> list[str]:
+    """A pickup that adds 1 to ``counter`` (modulo ``COUNTER_WRAP``), then does ``effect``.
+
+    Counting comes first so that a fatal or level-ending pickup is still counted. Ammo
+    stocks are capped (shells at 50), so a counter at ``COUNTER_WRAP_AT`` drops by
+    ``COUNTER_WRAP``: episodes of any length count every pickup, read modulo the wrap.
+    """
+    ammo = COUNTERS[counter][0]
     spawn = ([f"{sprite} A 6", f"{sprite} B 7 Bright", "Loop"] if frames == "AB"
              else [f"{sprite} A -1", "Stop"])
-    props = ["Radius 20", "Height 16", '+INVENTORY.ALWAYSPICKUP', 'Inventory.PickupMessage ""']
-    return _actor(f"{name} : CustomInventory", props,
-                  ["Spawn:", *spawn, "Pickup:", *(f"TNT1 A 0 {a}" for a in pickup), "Stop"])
-
-
-def _give(counter: str, amount: int = 1) -> str:
-    return f'A_GiveInventory("{COUNTERS[counter][0]}", {amount})'
+    props = ["Radius 20", "Height 16", "+INVENTORY.ALWAYSPICKUP", 'Inventory.PickupMessage ""']
+    return _actor(f"{name} : CustomInventory", props, [
+        "Spawn:", *spawn,
+        "Pickup:", f'TNT1 A 0 A_GiveInventory("{ammo}", 1)',
+        f'TNT1 A 0 A_JumpIfInventory("{ammo}", {COUNTER_WRAP_AT}, "Wrap")',
+        "Effect:", f"TNT1 A 0 {effect}", "Stop",
+        "Wrap:", f'TNT1 A 0 A_TakeInventory("{ammo}", {COUNTER_WRAP})', "Goto Effect"])
 
 
 def _item_actors(variant: str) -> list[str]:
     """The items (and, in ``delay``, the teleport tokens) the variant's director spawns."""
-    # Count first, then hurt or end: a fatal or final pickup must still be counted.
     if variant == "delay":
-        effects = {"ChoiceGood": [_give("good"), "Exit_Normal(0)"],
-                   "ChoiceBad": [_give("bad"), "Exit_Normal(0)"]}
+        effects = {"ChoiceGood": ("good", "Exit_Normal(0)"),
+                   "ChoiceBad": ("bad", "Exit_Normal(0)")}
     else:
-        effects = {"Good": [_give("good"), f"HealThing({HEAL})"],
-                   "Bad": [_give("bad"), f"A_DamageSelf({HEAL})"]}
+        effects = {"Good": ("good", f"HealThing({HEAL})"),
+                   "Bad": ("bad", f"A_DamageSelf({HEAL})")}
     lines: list[str] = []
     for look, sprite in LOOKS.items():
-        for kind, pickup in effects.items():
-            lines += _item(f"TwoColors{kind}{look.capitalize()}", sprite, "AB", pickup)
+        for kind, (counter, effect) in effects.items():
+            lines += _item(f"TwoColors{kind}{look.capitalize()}", sprite, "AB", counter, effect)
     if variant != "delay":
         return lines
-    lines += _item("TwoColorsMedikit", "MEDI", "A", [_give("medikit"), f"HealThing({HEAL})"])
+    lines += _item("TwoColorsMedikit", "MEDI", "A", "medikit", f"HealThing({HEAL})")
     for room, tid in ((2, ROOM2_TID), (3, ROOM3_TID)):
         lines += _actor(f"TwoColorsToRoom{room} : CustomInventory", [],
                         ["Spawn:", "TNT1 A -1", "Stop", "Pickup:",

@@ -24,7 +24,7 @@ import numpy as np
 import vizdoom as vzd
 from gymnasium import spaces
 
-from actor.envs.two_colors.decorate import COLOUR_MARK, COUNTERS
+from actor.envs.two_colors.decorate import COLOUR_MARK, COUNTER_WRAP, COUNTERS
 from actor.envs.two_colors.layout import MEDIKIT_REWARD, make_layout
 from actor.envs.two_colors.scenario import MAP_NAME, scenario_path
 from actor.envs.two_colors.screen import AreaResize
@@ -109,7 +109,8 @@ class TwoColorsEnv(gymnasium.Env):
         self._next_seed: int | None = None
         self._seed(seed)
         self._vars = np.zeros(len(VARIABLES))
-        self._base = np.zeros(len(VARIABLES))
+        self._counts = np.zeros(3, dtype=np.int64)
+        """Pickups this episode: good, bad, medikits."""
         self._steps = 0
         self._return = 0.0
         self._pillar = "red"
@@ -129,10 +130,10 @@ class TwoColorsEnv(gymnasium.Env):
         return np.array([self.game.get_game_variable(v) for v in VARIABLES]), None
 
     def _info(self) -> dict[str, Any]:
-        counts = self._vars - self._base
-        return {"pillar": self._pillar, "good_pickups": int(counts[1]),
-                "bad_pickups": int(counts[2]), "medikits": int(counts[4]),
-                "steps": self._steps, "health": max(0, int(self._vars[0]))}
+        good, bad, medikits = self._counts.tolist()
+        return {"pillar": self._pillar, "good_pickups": good, "bad_pickups": bad,
+                "medikits": medikits, "steps": self._steps,
+                "health": max(0, int(self._vars[0]))}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -155,7 +156,7 @@ class TwoColorsEnv(gymnasium.Env):
             raise RuntimeError(f"the scenario gave no colour mark (AMMO slot value {mark}); "
                                f"is {self.wad} a Two-Colors WAD?")
         self._pillar = _COLOURS[mark]
-        self._base = self._vars.copy()
+        self._counts[:] = 0
         self._steps, self._return, self._done = 0, 0.0, False
         return self._resize(state.screen_buffer), self._info()
 
@@ -166,7 +167,10 @@ class TwoColorsEnv(gymnasium.Env):
         reward = float(self.game.make_action(self._actions[int(action)], self.frame_skip))
         before = self._vars
         self._vars, state = self._read()
-        good, bad, medikits = (self._vars[[1, 2, 4]] - before[[1, 2, 4]]).tolist()
+        # The counters wrap (see decorate), so read each step's change modulo the wrap.
+        new = (self._vars[[1, 2, 4]] - before[[1, 2, 4]]).astype(np.int64) % COUNTER_WRAP
+        self._counts += new
+        good, bad, medikits = new.tolist()
         reward += (good * self.layout.good_reward + bad * self.layout.bad_reward
                    + medikits * MEDIKIT_REWARD * (self.layout.variant == "delay"))
         self._steps += 1
