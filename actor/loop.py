@@ -96,8 +96,9 @@ class ActorLoop:
         self.open: list[_Open] = [self._reset(i) for i in range(self.n)]
 
     def _reset(self, slot: int) -> _Open:
-        # Each env is seeded once, at its first reset, distinctly per actor and slot.
-        seed = None if self.seeded[slot] else self.seed * 1000 + slot
+        # Each env is seeded once, at its first reset, distinctly per actor and slot (31 bits:
+        # engines such as ViZDoom take an unsigned 32-bit seed).
+        seed = None if self.seeded[slot] else (self.seed * 1000 + slot) % 2**31
         self.seeded[slot] = True
         obs, _ = self.envs[slot].reset(seed=seed)
         self.obs[slot] = obs
