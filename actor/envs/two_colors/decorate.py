@@ -5,15 +5,27 @@
   spots (``A_SpawnItemEx`` with ``SXF_ABSOLUTEPOSITION``: offsets from the director along
   the map axes), then keeps spawning.
 * Items are ``CustomInventory``: their ``Pickup`` state runs on the player, so it can heal
-  (``HealThing``, capped at the player's max health 100), hurt (``A_DamageSelf``), teleport
-  or end the level. Each colour branch spawns different classes with the same sprites, so
-  the pickup's meaning follows the pillar.
+  (``HealThing``), hurt (``A_DamageSelf``), teleport or end the level. Each colour branch
+  spawns different classes with the same sprites, so the pickup's meaning follows the pillar.
 * The env cannot read ACS globals without ACS, so pickups are counted in ammo the player has
-  no use for: ViZDoom's ``AMMOn`` reads the player's stock of the ammo type of the first
-  weapon in slot n, owned or not (verified). See ``COUNTERS``.
+  no use for (no attack button): see ``COUNTERS``.
 
-ViZDoom 1.3.2 segfaults on a state block written on one line, so every statement gets its
-own line.
+Verified in ViZDoom 1.3.2 on this machine (see tests/integration/test_two_colors.py):
+
+* a state block on one line (``States { Spawn: ARM2 A -1 Stop }``) segfaults the engine
+  while loading actors, so every statement gets its own line;
+* ``AMMOn`` reads the player's stock of the ammo type of slot n's first weapon, owned or
+  not: Clip (2), Shell (3), RocketAmmo (5), Cell (6); the player starts with 50 Clip;
+* the director's colour mark (``A_GiveInventory(…, AAPTR_PLAYER1)``) is there in the first
+  state the env sees (tic 1); seeds 0..99 give 50 red and 50 green;
+* ``HealThing(25)`` stops at 100 HP; ``A_DamageSelf(25)`` takes exactly 25 and can kill, and
+  the count given before it still shows after the death;
+* ``A_JumpIfInventory`` and ``Goto`` work inside a ``Pickup`` chain (the counter wrap);
+* ``Teleport_NoFog(tid)`` in a token's ``Pickup`` moves the player to that TeleportDest;
+  ``Exit_Normal(0)`` ends the episode (not as a death) 2 agent steps after the pickup;
+* a pillar whose only state lasts 90 tics and then ``Stop`` is gone from tic 91;
+* ViZDoom plays Freedoom 2, whose ARM2 ("blue armour") is red: the red pillar's items look
+  red, the green pillar's (ARM1) green.
 """
 
 from __future__ import annotations

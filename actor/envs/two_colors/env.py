@@ -13,6 +13,15 @@ and -1 for the other (``delay``: +5 / 0 for the final choice, +0.1 per medikit).
 
 The pickups are read from ammo counters the DECORATE gives the player (see ``decorate``):
 there is no ACS, so no ViZDoom USER variables or ACS reward.
+
+Seeding (verified): ``game.set_seed`` before ``new_episode`` repeats the colour and every
+item spot; without a seed each engine instance draws its own (two envs made at the same
+moment play different episodes).
+
+Speed (``memup bench env``, one env, uniform random actions, frame skip 2, on a 2-core
+machine shared with other jobs): 730-950 agent steps/s per core (1,460-1,890 frames/s).
+Of a step, the engine's ``make_action`` takes about 0.4 ms, ``get_state`` 0.06 ms and
+the resize 0.13 ms when the machine is otherwise idle.
 """
 
 from __future__ import annotations

@@ -26,8 +26,14 @@ DIRECTOR_TYPE = 20001
 """The DoomEdNum the DECORATE gives the director actor."""
 ROOM2_TID = 2
 ROOM3_TID = 3
-DAMAGE_LAVA_HEFTY = 83
-"""ZDoom sector special: 8 HP every 16 tics, no protection."""
+FLOOR_DAMAGE = "damageamount = 8; damageinterval = 16;"
+"""8 HP every 16 tics = 1 HP per agent step at frame skip 2 (memup-spec B.4).
+
+Set with UDMF sector fields, not ``special = 83``: in ViZDoom 1.3.2 that special
+(Damage_LavaHefty) hurts 8 HP every **32** tics (measured: 100, 92 at tic 1, 84 at 33, 76
+at 65, …), half the rate the spec and TWO_COLORS.md give it. With these fields the engine
+hurts at tics 0, 16, 32, … (measured), so the first frame already shows the red pain tint.
+"""
 LIGHT = 192
 
 Point = tuple[int, int]
@@ -56,7 +62,7 @@ class _TextMap:
         self.things: list[str] = []
 
     def room(self, outline: list[Point], wall: str, floor: str, ceiling: str,
-             special: int) -> None:
+             damage: bool) -> None:
         """A closed sector from a clockwise outline."""
         sector = len(self.sectors)
         first = len(self.vertices)
@@ -70,8 +76,8 @@ class _TextMap:
         fields = [f"heightfloor = 0; heightceiling = {CEILING};",
                   f'texturefloor = "{floor}"; textureceiling = "{ceiling}";',
                   f"lightlevel = {LIGHT};"]
-        if special:
-            fields.append("damageamount = 8; damageinterval = 16;")
+        if damage:
+            fields.append(FLOOR_DAMAGE)
         self.sectors.append("sector { " + " ".join(fields) + " }")
 
     def thing(self, type_: int, x: int, y: int, angle: int = 0, tid: int = 0) -> None:
@@ -90,12 +96,11 @@ class _TextMap:
 def textmap(layout: Layout) -> str:
     """The TEXTMAP of ``layout``: rooms, player start, director, teleport destinations."""
     m = _TextMap()
-    special = DAMAGE_LAVA_HEFTY if layout.floor_damage else 0
     # The texture stays NUKAGE1 without damage, so observations look the same.
-    m.room(_nukage_outline(), "STONE2", "NUKAGE1", "CEIL5_1", special)
+    m.room(_nukage_outline(), "STONE2", "NUKAGE1", "CEIL5_1", layout.floor_damage)
     if layout.variant == "delay":
-        m.room(_rect_outline(PILLAR_ROOM), "CEMENT1", "FLOOR0_1", "CEIL5_1", 0)
-        m.room(_rect_outline(CHOICE_ROOM), "BRONZE1", "FLAT5_4", "CEIL5_1", 0)
+        m.room(_rect_outline(PILLAR_ROOM), "CEMENT1", "FLOOR0_1", "CEIL5_1", False)
+        m.room(_rect_outline(CHOICE_ROOM), "BRONZE1", "FLAT5_4", "CEIL5_1", False)
         m.thing(TELEPORT_DEST, *ROOM2_SPOT[:2], angle=ROOM2_SPOT[2], tid=ROOM2_TID)
         m.thing(TELEPORT_DEST, *ROOM3_SPOT[:2], angle=ROOM3_SPOT[2], tid=ROOM3_TID)
     x, y, angle = layout.player
