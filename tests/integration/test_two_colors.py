@@ -6,6 +6,7 @@ test subclass; the env under test is otherwise the one the actors use.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 
@@ -299,3 +300,20 @@ def test_counters_wrap_so_long_episodes_count_every_pickup() -> None:
         assert signed == info["good_pickups"] - info["bad_pickups"]
     finally:
         env.close()
+
+
+def test_cli_scenario_and_bench_env(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from actor.envs.two_colors.scenario import scenario_bytes
+    from cli.main import main
+
+    out = tmp_path / "hard.wad"
+    assert main(["scenario", "two-colors", "--out", str(out), "--variant", "hard",
+                 "--seed", "4", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert out.read_bytes() == scenario_bytes("hard") and summary["seed"] == 4
+    assert main(["bench", "env", "--steps", "40", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["agent_steps"] == 40 and result["frame_skip"] == 2
+    assert result["frames_per_s_wall"] == pytest.approx(2 * result["steps_per_s_wall"], rel=1e-3)
+    assert main(["bench", "env", "--env", "tmaze", "--steps", "200"]) == 0
+    assert "agent steps/s" in capsys.readouterr().out
