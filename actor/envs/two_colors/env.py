@@ -128,7 +128,7 @@ class TwoColorsEnv(gymnasium.Env):
     def _seed(self, seed: int | None) -> None:
         if seed is not None:
             self._seeds = np.random.default_rng(seed)
-            self._next_seed = int(seed)
+            self._next_seed = int(seed) % 2**32  # the engine takes an unsigned 32-bit seed
 
     def _read(self) -> tuple[np.ndarray, Any]:
         """The tracked game variables (also after the episode has finished) and the state
