@@ -68,7 +68,7 @@ class ActingPolicy:
             logits, values, self.state = self.model.step(x, self.state)
         else:
             m, self.state = self.memory(x[:, None], self.state)  # type: ignore[misc]
-            logits, values = self.model(m[:, 0])
+            logits, values = self.model(m[:, 0], x)
         if self.greedy:
             actions = logits.argmax(-1)
             log_probs = torch.log_softmax(logits, -1).gather(-1, actions[:, None])[:, 0]

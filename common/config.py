@@ -138,6 +138,9 @@ class PpoConfig:
     max_lag: int = 2  #: episodes played by an older policy are dropped (and counted)
     hidden: int = 256
     tbptt: int = 10  #: lstm mode: truncated BPTT length
+    #: image tasks, frozen/joint modes: the heads also read a PPO-trained CNN of the current
+    #: frame beside m_t (memup-spec E.10; a deviation from the paper's m_t-only policy)
+    frame_features: bool = False
     memup_updates_per_ppo: int = 50  #: joint mode
     soft_keep: float = 0.9  #: joint mode: policy memory <- keep*policy + (1-keep)*memup
     target_success: float = 0.95  #: the run stops when this success rate is reached
@@ -153,6 +156,9 @@ class LearnerConfig:
     #: after the run's goal or budget: exit (memup up ends the run) or wait to be stopped
     #: (compose / k8s restart an exited learner; waiting keeps a finished run finished)
     idle_when_done: bool = False
+    #: a run directory (or its checkpoints/learner.pt) whose trained memory this run starts
+    #: from: frozen mode skips phase I and trains PPO on that memory at once
+    init_memory: str = ""
     metrics_port: int = 0
 
 

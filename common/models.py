@@ -18,7 +18,7 @@ from common.config import ClusterConfig
 from common.tasks import task_spec
 from memup.frames import FrameEncoder
 from memup.networks import TaskNets, tmaze_nets, two_colors_nets
-from memup.policy import LstmPolicy, PolicyHeads
+from memup.policy import FrameHeads, LstmPolicy, PolicyHeads
 
 DETECTOR = "detector"
 """Weights name of the EMA memory and predictor the scorers run."""
@@ -47,6 +47,9 @@ def policy_model(config: ClusterConfig) -> nn.Module:
             return LstmPolicy(encoder.out_dim, spec.n_actions, tbptt=config.ppo.tbptt,
                               encoder=encoder)
         return LstmPolicy(spec.input_dim, spec.n_actions, tbptt=config.ppo.tbptt)
+    if spec.frames and config.ppo.frame_features:
+        return FrameHeads(config.memup.hidden, spec.obs_shape, spec.n_actions,  # type: ignore[arg-type]
+                          hidden=config.ppo.hidden, cnn=config.memup.cnn)
     return PolicyHeads(config.memup.hidden, spec.n_actions, hidden=config.ppo.hidden)
 
 

@@ -67,6 +67,25 @@ def restore(learner: Learner, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["rng"])
 
 
+def adopt_memory(learner: Learner, source: Path) -> None:
+    """Starts a fresh run from another run's trained memory (``learner.init_memory``).
+
+    The memory, predictor, their EMA copies and the MemUP optimiser come from ``source``
+    (a run directory or its ``checkpoints/learner.pt``); policy, counters and versions stay
+    fresh. In frozen mode phase II starts at once on the EMA memory.
+    """
+    path = source / "checkpoints" / FILE if source.is_dir() else source
+    state = load_checkpoint(path, learner.device)
+    learner.nets.memory.load_state_dict(state["memory"])
+    learner.nets.predictor.load_state_dict(state["predictor"])
+    learner.detector.load_state_dict(state["detector"])
+    learner.updater.load_state_dict(state["updater"])
+    log.info("starting from the memory of %s (%d MemUP updates there)", path,
+             int(state["memup_updates"]))
+    if learner.config.ppo.mode == "frozen":
+        learner.start_phase_two()
+
+
 class Checkpointer:
     """Saves the learner every ``every_s`` seconds (call :meth:`maybe` after each update)."""
 

@@ -15,7 +15,7 @@ from common.metrics import LearnerMetrics, serve_metrics
 from common.redis_io import connect
 from common.runlog import RunLog, read_records
 from common.status import start_status
-from learner.checkpoints import Checkpointer
+from learner.checkpoints import Checkpointer, adopt_memory
 from learner.feed import SegmentFeed
 from learner.train import Learner
 
@@ -41,8 +41,10 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
     feed = SegmentFeed(config, r, metrics)
     learner = Learner(config, r, feed, metrics, run_log, stop, device)
     checkpointer = Checkpointer(learner, out, config.learner.checkpoint_every_s, metrics)
-    checkpointer.resume()
+    resumed = checkpointer.resume()
     learner.sync_versions()
+    if not resumed and config.learner.init_memory:
+        adopt_memory(learner, Path(config.learner.init_memory))
     learner.on_update = checkpointer.maybe
 
     def status() -> dict[str, float]:

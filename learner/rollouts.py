@@ -14,12 +14,14 @@ import torch
 from common.tasks import TaskSpec
 from common.wire import Rollout
 from memup.memory import Memory
+from memup.policy import FramePolicyInputs
 from memup.ppo import RolloutBatch
 from memup.stream import pad_chunk
 
 
 def rollout_batch(rollouts: list[Rollout], spec: TaskSpec, memory: Memory | None,
-                  device: torch.device | str = "cpu", chunk: int = 256) -> RolloutBatch:
+                  device: torch.device | str = "cpu", chunk: int = 256,
+                  with_records: bool = False) -> RolloutBatch:
     """Pads ``rollouts`` to a batch; ``inputs`` are memory features when ``memory`` is given.
 
     Args:
@@ -28,6 +30,7 @@ def rollout_batch(rollouts: list[Rollout], spec: TaskSpec, memory: Memory | None
         memory: the policy's frozen memory, or None (the model reads step inputs).
         device: where the batch (and the memory pass) lives.
         chunk: steps per memory call (bounds the memory pass's peak size).
+        with_records: the model reads the step records beside the memory features.
     """
     steps_in = [spec.encode(r.arrays["obs"], r.arrays["action"], r.arrays["reward"])[0]
                 for r in rollouts]
@@ -40,7 +43,8 @@ def rollout_batch(rollouts: list[Rollout], spec: TaskSpec, memory: Memory | None
 
     inputs = torch.from_numpy(pad_chunk(steps_in, 0, t_max)).to(device)
     if memory is not None:
-        inputs = memory_features(memory, inputs, chunk)
+        features = memory_features(memory, inputs, chunk)
+        inputs = FramePolicyInputs(features, inputs) if with_records else features
     steps = torch.arange(t_max, device=device)
     mask = steps[None, :] < torch.tensor(lengths, device=device)[:, None]
     n = len(rollouts)

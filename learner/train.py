@@ -33,7 +33,7 @@ from common.weights import publish_weights, weights_version
 from learner.feed import SegmentFeed
 from learner.rollouts import rollout_batch
 from memup.detector import SurpriseDetector
-from memup.policy import soft_update
+from memup.policy import FrameHeads, soft_update
 from memup.ppo import PPOConfig, PPOTrainer
 from memup.update import UpdateConfig, Updater
 
@@ -209,7 +209,8 @@ class Learner:
         if self.stop.is_set():
             return None
         memory = None if p.mode == "lstm" else self.policy_memory
-        batch = rollout_batch(rollouts, self.spec, memory, self.device)
+        batch = rollout_batch(rollouts, self.spec, memory, self.device,
+                              with_records=isinstance(self.policy, FrameHeads))
         started = time.perf_counter()
         self.policy.train()
         stats = self.ppo.update(batch)

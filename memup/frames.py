@@ -135,5 +135,6 @@ class FrameEncoder(nn.Module):
         action = flat[:, column].long().clamp(max=self.n_actions)  # 255 (none) → all zeros
         parts.append(nn.functional.one_hot(action, self.n_actions + 1)[:, :-1].float())
         if self.read == "input":
-            parts.append(flat[:, -4:].contiguous().view(torch.float32))
+            # Copied into a fresh 1-D buffer: a float32 view needs an aligned offset and stride.
+            parts.append(flat[:, -4:].reshape(-1).clone().view(torch.float32)[:, None])
         return torch.cat(parts, dim=-1).reshape(*lead, self.out_dim)

@@ -10,10 +10,12 @@ end from the PPO loss, with truncated BPTT. Both expose the same
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from memup.frames import FrameEncoder
 from memup.memory import State, zero_state
 
 
@@ -54,8 +56,13 @@ class PolicyHeads(nn.Module):
         self.policy = mlp(in_dim, hidden, depth, n_actions, out_gain=0.01)
         self.value = mlp(in_dim, hidden, depth, 1, out_gain=1.0)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[..., A]`` and value ``[...]`` of ``[..., in_dim]`` features."""
+    def forward(self, features: torch.Tensor, records: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[..., A]`` and value ``[...]`` of ``[..., in_dim]`` features.
+
+        ``records`` (the step inputs) are accepted for a uniform interface and unused.
+        """
+        del records
         return self.policy(features), self.value(features).squeeze(-1)
 
     def forward_sequence(self, x: torch.Tensor,
@@ -63,6 +70,47 @@ class PolicyHeads(nn.Module):
         """Elementwise over ``[N, T, in_dim]``; ``mask`` is accepted for a uniform interface."""
         del mask  # Every step is independent; padded outputs are masked by the loss.
         return self(x)
+
+
+@dataclass
+class FramePolicyInputs:
+    """What :class:`FrameHeads` reads per step: m_t and the step's record."""
+
+    features: torch.Tensor  #: ``[N, T, H]`` frozen memory output
+    records: torch.Tensor  #: ``[N, T, W]`` uint8 step records (:mod:`memup.frames`)
+
+    def __getitem__(self, index: torch.Tensor) -> FramePolicyInputs:
+        return FramePolicyInputs(self.features[index], self.records[index])
+
+    def to(self, device: torch.device | str) -> FramePolicyInputs:
+        return FramePolicyInputs(self.features.to(device), self.records.to(device))
+
+
+class FrameHeads(nn.Module):
+    """Policy and value heads on ``[m_t ; CNN(frame_t)]``: the frozen memory plus a CNN of
+    the current frame trained by the PPO loss (memup-spec E.10, a deviation from the
+    paper's m_t-only input: MemUP trains the memory to predict future rewards from target
+    frames, so m_t need not say where the items in view are)."""
+
+    def __init__(self, memory_dim: int, frame_shape: tuple[int, int, int], n_actions: int,
+                 hidden: int = 256, cnn: str = "small") -> None:
+        super().__init__()
+        self.encoder = FrameEncoder(frame_shape, n_actions, "input", cnn)
+        self.heads = PolicyHeads(memory_dim + self.encoder.out_dim, n_actions, hidden=hidden)
+        self.n_actions = n_actions
+
+    def forward(self, features: torch.Tensor, records: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and value of ``[..., H]`` memory outputs and ``[..., W]`` records."""
+        if records is None:
+            raise ValueError("FrameHeads reads the step records as well as m_t")
+        return self.heads(torch.cat([features, self.encoder(records)], dim=-1))
+
+    def forward_sequence(self, x: FramePolicyInputs,
+                         mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Elementwise over ``[N, T]`` steps; ``mask`` is accepted for a uniform interface."""
+        del mask
+        return self(x.features, x.records)
 
 
 class LstmPolicy(nn.Module):

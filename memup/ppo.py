@@ -8,6 +8,7 @@ sequence. Every mean is taken over valid steps only; padding never changes a res
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,7 +88,9 @@ class PPOConfig:
 class RolloutBatch:
     """``N`` episodes padded to ``T`` steps, as the behaviour policy played them."""
 
-    inputs: torch.Tensor  # [N, T, ...] whatever the model reads
+    #: [N, T, ...] whatever the model reads: a tensor, or a bundle indexable like one
+    #: (e.g. memup.policy.FramePolicyInputs)
+    inputs: Any
     actions: torch.Tensor  # [N, T] long
     rewards: torch.Tensor  # [N, T]
     log_probs: torch.Tensor  # [N, T] behaviour log-prob of the taken action

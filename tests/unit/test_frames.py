@@ -91,3 +91,38 @@ def test_two_colors_outcomes_are_the_pickups_on_the_right_side_of_zero() -> None
     predictions = np.array([0.0, 0.4, 0.3, 5.0, -0.1], dtype=np.float32)
     surprise = (predictions - labels) ** 2
     assert spec.outcomes(labels, surprise) == [1, 0, 0]
+
+
+def test_frame_heads_read_memory_and_frame_in_actor_and_learner_alike() -> None:
+    from learner.rollouts import rollout_batch
+    from memup.policy import FrameHeads, FramePolicyInputs
+    from memup.ppo import PPOConfig, PPOTrainer
+
+    config = load_config(overrides=["task.env=two-colors", "memup.hidden=16",
+                                    "ppo.frame_features=true", "ppo.hidden=32"])
+    spec = task_spec(config)
+    heads = policy_model(config)
+    assert isinstance(heads, FrameHeads)
+    memory = memory_nets(config).memory.eval()
+
+    class _Rollout:
+        def __init__(self, n: int, seed: int) -> None:
+            frames, actions, rewards = _episode(n, seed)
+            self.arrays = {"obs": frames, "action": actions, "reward": rewards,
+                           "log_prob": np.full(n, -2.0, np.float32),
+                           "value": np.zeros(n, np.float32)}
+
+    batch = rollout_batch([_Rollout(5, 1), _Rollout(3, 2)], spec, memory, with_records=True)
+    assert isinstance(batch.inputs, FramePolicyInputs)
+    assert batch.inputs.features.shape == (2, 5, 16) and batch.inputs.records.dtype == torch.uint8
+    # The actor's path (one step at a time) gives the learner's logits for the same step.
+    with torch.no_grad():
+        logits, _ = heads.forward_sequence(batch.inputs)
+        live = torch.from_numpy(spec.step_inputs(_episode(5, 1)[0][:1], np.array([-1]),
+                                                 np.zeros(1, np.float32)))
+        m, _ = memory(live[:, None], memory.initial_state(1))
+        step_logits, _ = heads(m[:, 0], live)
+    assert torch.allclose(step_logits[0], logits[0, 0], atol=1e-5)
+    before = [p.detach().clone() for p in heads.encoder.parameters()]
+    PPOTrainer(heads, PPOConfig(epochs=1, minibatch_episodes=2)).update(batch)
+    assert any(not torch.equal(a, b) for a, b in zip(before, heads.encoder.parameters()))
