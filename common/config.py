@@ -70,6 +70,9 @@ class TaskConfig:
     #: Two-Colors: the same, for the envs the random data policy plays before any policy is
     #: published (phase I); off, random episodes run to the timeout instead of ~100 steps
     data_floor_damage: bool = True
+    #: Two-Colors: the outcome y_k MemUP predicts is the sum of the rewards of steps
+    #: k … k+n-1 (an item is picked up below the view; the frames before show it)
+    outcome_steps: int = 5
 
 
 @dataclass(frozen=True)

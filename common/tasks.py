@@ -36,6 +36,7 @@ class TaskSpec:
         n_actions: size of the discrete action space.
         success_reward: (T-Maze) an episode whose final reward reaches this succeeded.
         survive_steps: (Two-Colors) an episode that lasts this many steps succeeded.
+        outcome_steps: (image tasks) the outcome y_k sums this many rewards from step k.
     """
 
     name: str
@@ -44,6 +45,7 @@ class TaskSpec:
     n_actions: int
     success_reward: float = float("inf")
     survive_steps: int = 0
+    outcome_steps: int = 1
 
     @property
     def frames(self) -> bool:
@@ -61,7 +63,7 @@ class TaskSpec:
                starts: np.ndarray | None = None) -> Encoded:
         """inputs, queries and labels of concatenated episodes (see the modules above)."""
         if self.frames:
-            return encode_frame_steps(obs, actions, rewards, starts)
+            return encode_frame_steps(obs, actions, rewards, starts, self.outcome_steps)
         return encode_steps(obs, actions, rewards, self.n_actions, starts)
 
     def step_inputs(self, obs: np.ndarray, prev_actions: np.ndarray,
@@ -88,9 +90,9 @@ class TaskSpec:
     def outcomes(self, labels: np.ndarray, surprise: np.ndarray) -> list[int]:
         """Right (1) / wrong (0) predictions of the steps whose outcome needs memory.
 
-        T-Maze: the junction (the last step) within 0.3. Two-Colors: every pickup whose
-        prediction lies on the reward's side of zero with room to spare
-        (``|prediction - r| < |r|``, i.e. surprise below ``r²``).
+        T-Maze: the junction (the last step) within 0.3. Two-Colors: every step whose
+        outcome holds a pickup (``|y| > 0.5``) and whose prediction lies on the outcome's
+        side of zero with room to spare (``|prediction - y| < |y|``: surprise below ``y²``).
         """
         if not self.frames:
             return [int(surprise[-1] < TMAZE_CORRECT_BELOW)]
@@ -111,5 +113,6 @@ def task_spec(config: ClusterConfig) -> TaskSpec:
         # Surviving to the timeout is the Two-Colors analogue of success (the return
         # curve is the main measure).
         return TaskSpec("two-colors", TWO_COLORS_FRAME, "uint8", TWO_COLORS_ACTIONS,
-                        survive_steps=config.task.length)
+                        survive_steps=config.task.length,
+                        outcome_steps=config.task.outcome_steps)
     raise ValueError(f"task.env {env!r}: the cluster runs 'tmaze' and 'two-colors'")

@@ -30,7 +30,7 @@ def record_width(frame_shape: tuple[int, ...]) -> int:
 
 
 def encode_frame_steps(frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                       starts: np.ndarray | None = None
+                       starts: np.ndarray | None = None, outcome_steps: int = 1
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Records of concatenated episodes; ``starts`` are the rows where episodes begin.
 
@@ -39,10 +39,14 @@ def encode_frame_steps(frames: np.ndarray, actions: np.ndarray, rewards: np.ndar
         actions: ``[S]`` actions taken.
         rewards: ``[S]`` rewards received for them.
         starts: first row of every episode (default: one episode starting at 0).
+        outcome_steps: the label of step k sums the rewards of steps k … k+n-1 of its
+            episode. A Two-Colors item is picked up at the player's position, below the
+            view: the frame of the pickup step rarely shows it, the frames a few steps
+            before do (the authors' data code sums the next 5 rewards the same way).
 
     Returns:
         inputs and queries (the same ``[S, C*H*W + 6]`` uint8 array) and labels ``[S]``
-        float32 (the rewards).
+        float32.
     """
     frames = np.asarray(frames)
     actions = np.asarray(actions)
@@ -61,7 +65,20 @@ def encode_frame_steps(frames: np.ndarray, actions: np.ndarray, rewards: np.ndar
     prev_rewards[first] = 0.0
     records = _records(frames, prev_actions, prev_rewards)
     records[:, -TAIL_BYTES + 1] = actions
-    return records, records, rewards
+    return records, records, forward_sums(rewards, first, outcome_steps)
+
+
+def forward_sums(rewards: np.ndarray, starts: np.ndarray, steps: int) -> np.ndarray:
+    """``out[k] = rewards[k] + … + rewards[k+steps-1]``, never past the end of k's episode."""
+    if steps <= 1:
+        return rewards
+    ends = np.append(np.asarray(starts)[1:], len(rewards))
+    out = np.empty_like(rewards)
+    for start, end in zip(starts, ends):
+        cumulative = np.concatenate([[0.0], np.cumsum(rewards[start:end], dtype=np.float64)])
+        last = np.minimum(np.arange(end - start) + steps, end - start)
+        out[start:end] = cumulative[last] - cumulative[: end - start]
+    return out
 
 
 def frame_step_inputs(frames: np.ndarray, prev_actions: np.ndarray,
