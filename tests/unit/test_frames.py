@@ -126,3 +126,15 @@ def test_frame_heads_read_memory_and_frame_in_actor_and_learner_alike() -> None:
     before = [p.detach().clone() for p in heads.encoder.parameters()]
     PPOTrainer(heads, PPOConfig(epochs=1, minibatch_episodes=2)).update(batch)
     assert any(not torch.equal(a, b) for a, b in zip(before, heads.encoder.parameters()))
+
+
+def test_two_colors_outcomes_sum_the_next_rewards_within_each_episode() -> None:
+    from memup.frames import forward_sums
+
+    rewards = np.array([0.0, 0.0, 1.0, 0.0, -1.0, 0.0, 0.0], dtype=np.float32)
+    sums = forward_sums(rewards, np.array([0, 4]), 3)
+    assert list(sums) == [1.0, 1.0, 1.0, 0.0, -1.0, 0.0, 0.0]  # nothing leaks across 3|4
+    spec = task_spec(load_config(overrides=["task.env=two-colors", "task.outcome_steps=3"]))
+    frames, actions, _ = _episode(7)
+    _, _, labels = spec.encode(frames, actions, rewards, np.array([0, 4]))
+    assert np.array_equal(labels, sums)
