@@ -52,7 +52,7 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
     swap_envs = data_env_differs(config)
 
     def env_for(slot: int) -> gymnasium.Env:
-        return make_env(config, data_policy=swap_envs and policy.version == 0)
+        return make_env(config, data_policy=swap_envs and policy.version == 0, slot=slot)
 
     loop = ActorLoop(config, name, env_for, spec, policy, publisher, metrics, stop)
     started = time.monotonic()

@@ -49,7 +49,7 @@ def play_random(config_values: dict, seeds: list[int]) -> list[dict[str, Any]]:
     from common.config import load_config
 
     config = load_config(values=config_values, environ={})
-    env = make_env(config, data_policy=True)
+    env = make_env(config, data_policy=True, slot=0)  # slot 0: the undamaged floor when mixed
     out = []
     for seed in seeds:
         rng = np.random.default_rng(seed)

@@ -67,9 +67,11 @@ class TaskConfig:
     variant: str = "standard"  #: Two-Colors variant: standard, hard or delay
     delay_tics: int = 2000  #: Two-Colors delay variant: tics in the medikit room
     floor_damage: bool = True  #: Two-Colors: the nukage floor drains health
-    #: Two-Colors: the same, for the envs the random data policy plays before any policy is
-    #: published (phase I); off, random episodes run to the timeout instead of ~100 steps
-    data_floor_damage: bool = True
+    #: Two-Colors: the share of the envs the random data policy plays before any policy is
+    #: published (phase I) whose floor drains health. Without damage random episodes run to
+    #: the timeout instead of ~100 steps; with it the frames show the red pain flashes
+    #: phase II will see. Slots alternate (0.5: every other env).
+    data_floor_damage_share: float = 1.0
     #: Two-Colors: the outcome y_k MemUP predicts is the sum of the rewards of steps
     #: k … k+n-1 (an item is picked up below the view; the frames before show it)
     outcome_steps: int = 5
