@@ -138,3 +138,15 @@ def test_two_colors_outcomes_sum_the_next_rewards_within_each_episode() -> None:
     frames, actions, _ = _episode(7)
     _, _, labels = spec.encode(frames, actions, rewards, np.array([0, 4]))
     assert np.array_equal(labels, sums)
+
+
+def test_data_envs_spread_the_damaging_floor_over_slots() -> None:
+    from actor.envs.factory import data_env_differs, data_slot_damaged
+
+    assert [data_slot_damaged(0.5, s) for s in range(4)] == [False, True, False, True]
+    assert all(data_slot_damaged(1.0, s) for s in range(5))
+    assert not any(data_slot_damaged(0.0, s) for s in range(5))
+    assert sum(data_slot_damaged(0.25, s) for s in range(8)) == 2
+    mixed = load_config(overrides=["task.env=two-colors", "task.data_floor_damage_share=0.5"])
+    assert data_env_differs(mixed)
+    assert not data_env_differs(load_config(overrides=["task.env=two-colors"]))
