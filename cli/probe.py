@@ -106,7 +106,7 @@ def run_probe(args: argparse.Namespace) -> int:
         return 2
     torch.set_num_threads(max(1, args.workers))
     nets = memory_nets(config)
-    detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind)
+    detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, config.memup.ema_decay)
     detector.load_state_dict(state["detector"])
     spec = task_spec(config)
     played = collect(config, args.episodes, args.seed, args.workers)
