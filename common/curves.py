@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 
 
 def plot_curves(series: dict[str, list[dict[str, Any]]], x: str, y: str, out: str | Path,
-                title: str, target: float | None = None, xlabel: str | None = None) -> Path:
+                title: str, target: float | None = None, xlabel: str | None = None,
+                target_label: str | None = None) -> Path:
     """Plots ``y`` against ``x`` for several labelled runs into one PNG.
 
     Args:
@@ -21,6 +22,7 @@ def plot_curves(series: dict[str, list[dict[str, Any]]], x: str, y: str, out: st
         out: PNG path.
         title: plot title.
         target: optional horizontal line (e.g. the accuracy target).
+        target_label: the line's legend entry (default ``target <value>``).
         xlabel: x-axis label (defaults to ``x``).
     """
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
@@ -30,7 +32,8 @@ def plot_curves(series: dict[str, list[dict[str, Any]]], x: str, y: str, out: st
             xs, ys = zip(*pts)
             ax.plot(xs, ys, marker=".", label=label)
     if target is not None:
-        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1,
+                   label=target_label or f"target {target}")
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(y)
     ax.set_title(title)
