@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from actor.random_policy import RandomActions
 from common.config import ClusterConfig
 from common.models import load_flat, memory_nets, policy_model
 from common.tasks import task_spec
@@ -39,7 +40,8 @@ class ActingPolicy:
         self.state = core.initial_state(n_envs)  # type: ignore[union-attr]
         self.version = 0
         self.greedy = greedy
-        self.rng = np.random.default_rng(seed)
+        self.random = RandomActions(self.spec.n_actions, n_envs,
+                                    config.actor.random_hold_steps, np.random.default_rng(seed))
         self.generator = torch.Generator().manual_seed(seed)
 
     def load(self, version: int, tensors: Mapping[str, torch.Tensor]) -> None:
@@ -60,7 +62,7 @@ class ActingPolicy:
         batch = len(inputs)
         self.state = mask_state(self.state, torch.from_numpy(~first))
         if self.version == 0:  # no policy yet: the uniform-random data policy of phase I
-            actions = self.rng.integers(0, self.spec.n_actions, size=batch)
+            actions = self.random.sample(first)
             log_probs = np.full(batch, -np.log(self.spec.n_actions), dtype=np.float32)
             return actions, log_probs, np.zeros(batch, dtype=np.float32)
         x = torch.from_numpy(inputs)

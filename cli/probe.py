@@ -49,14 +49,17 @@ def play_random(config_values: dict, seeds: list[int]) -> list[dict[str, Any]]:
     from common.config import load_config
 
     config = load_config(values=config_values, environ={})
+    from actor.random_policy import RandomActions
+
     env = make_env(config, data_policy=True, slot=0)  # slot 0: the undamaged floor when mixed
     out = []
     for seed in seeds:
-        rng = np.random.default_rng(seed)
+        policy = RandomActions(env.action_space.n, 1, config.actor.random_hold_steps,
+                               np.random.default_rng(seed))
         obs, info = env.reset(seed=seed)
         frames, actions, rewards = [], [], []
         while True:
-            action = int(rng.integers(0, env.action_space.n))
+            action = int(policy.sample()[0])
             frames.append(obs)
             actions.append(action)
             obs, reward, terminated, truncated, info = env.step(action)

@@ -86,6 +86,9 @@ class ActorConfig:
     queue_fragments: int = 512  #: publisher queue bound; beyond it the oldest is dropped
     max_backlog: int = 64  #: episodes not yet consumed downstream before the actor pauses
     max_env_failures: int = 5  #: consecutive env crashes before the actor exits
+    #: phase I's uniform-random data policy holds each action for U{1..n} steps (see
+    #: actor/random_policy.py; Two-Colors needs walks, not jitter, to see what it picks up)
+    random_hold_steps: int = 1
     metrics_port: int = 0  #: 0: any free port (`memup up` assigns one per replica)
 
 

@@ -150,3 +150,23 @@ def test_data_envs_spread_the_damaging_floor_over_slots() -> None:
     mixed = load_config(overrides=["task.env=two-colors", "task.data_floor_damage_share=0.5"])
     assert data_env_differs(mixed)
     assert not data_env_differs(load_config(overrides=["task.env=two-colors"]))
+
+
+def test_random_actions_are_held_for_a_while_and_restart_with_episodes() -> None:
+    from actor.random_policy import RandomActions
+
+    policy = RandomActions(8, 3, hold=6, rng=np.random.default_rng(0))
+    steps = np.stack([policy.sample() for _ in range(300)])
+    changes = (np.diff(steps, axis=0) != 0).sum()
+    assert changes < 300 * 3 / 2  # held: far fewer changes than fresh draws every step
+    assert set(np.unique(steps)) == set(range(8))
+    assert all(len(set(run)) == 1 for run in [steps[:1, 0]])
+    policy.left[:] = 5
+    first = np.array([True, False, False])
+    before = policy.current.copy()
+    policy.sample(first)
+    assert policy.left[0] < 6 and (policy.left[1:] == 4).all()
+    assert (policy.current[1:] == before[1:]).all()
+    single = RandomActions(8, 2, hold=1, rng=np.random.default_rng(1))
+    fresh = np.stack([single.sample() for _ in range(200)])
+    assert (np.diff(fresh, axis=0) != 0).mean() > 0.8
