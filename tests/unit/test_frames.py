@@ -79,6 +79,7 @@ def test_two_colors_task_builds_networks_that_read_its_records() -> None:
     out, _ = nets.memory(torch.from_numpy(inputs)[None], nets.memory.initial_state(1))
     pred = nets.predictor(out[0], torch.from_numpy(queries))
     assert out.shape == (1, 6, 32) and pred.shape == (6,)
+    assert labels[-1] == rewards[-1] and np.isclose(labels[0], rewards[:5].sum())  # 5-step sums
     logits, values = policy_model(config).forward_sequence(torch.from_numpy(inputs)[None])
     assert logits.shape == (1, 6, 8) and values.shape == (1, 6)
     assert spec.succeeded(0.02, 1050) and not spec.succeeded(1.0, 200)
