@@ -100,6 +100,7 @@ class TaskSpec:
         return [int(s) for s in surprise[picked] < labels[picked] ** 2]
 
 
+# The env's FRAME_SHAPE and N_ACTIONS (actor/envs/two_colors; a test keeps them equal).
 TWO_COLORS_FRAME = (3, 64, 112)
 TWO_COLORS_ACTIONS = 8
 

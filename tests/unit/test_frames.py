@@ -170,3 +170,10 @@ def test_random_actions_are_held_for_a_while_and_restart_with_episodes() -> None
     single = RandomActions(8, 2, hold=1, rng=np.random.default_rng(1))
     fresh = np.stack([single.sample() for _ in range(200)])
     assert (np.diff(fresh, axis=0) != 0).mean() > 0.8
+
+
+def test_two_colors_spec_matches_the_env_contract() -> None:
+    from actor.envs.two_colors import FRAME_SHAPE, N_ACTIONS
+
+    spec = task_spec(load_config(overrides=["task.env=two-colors"]))
+    assert spec.obs_shape == tuple(FRAME_SHAPE) and spec.n_actions == N_ACTIONS
