@@ -1,4 +1,4 @@
-"""What chooses the actions of an actor's envs: uniform random (phase I) or the published policy.
+"""What chooses an actor's actions: the random data policy (phase I) or the published policy.
 
 Inference is batched across the actor's envs: one memory step and one heads call per env
 step. The policy weights are swapped in whenever a newer version is fetched; the recurrent
@@ -41,7 +41,8 @@ class ActingPolicy:
         self.version = 0
         self.greedy = greedy
         self.random = RandomActions(self.spec.n_actions, n_envs,
-                                    config.actor.random_hold_steps, np.random.default_rng(seed))
+                                    config.actor.random_hold_steps, np.random.default_rng(seed),
+                                    config.actor.random_action_weights)
         self.generator = torch.Generator().manual_seed(seed)
 
     def load(self, version: int, tensors: Mapping[str, torch.Tensor]) -> None:
@@ -61,10 +62,9 @@ class ActingPolicy:
         """
         batch = len(inputs)
         self.state = mask_state(self.state, torch.from_numpy(~first))
-        if self.version == 0:  # no policy yet: the uniform-random data policy of phase I
+        if self.version == 0:  # no policy yet: the random data policy of phase I
             actions = self.random.sample(first)
-            log_probs = np.full(batch, -np.log(self.spec.n_actions), dtype=np.float32)
-            return actions, log_probs, np.zeros(batch, dtype=np.float32)
+            return actions, self.random.log_probabilities(actions), np.zeros(batch, np.float32)
         x = torch.from_numpy(inputs)
         if self.lstm:
             logits, values, self.state = self.model.step(x, self.state)

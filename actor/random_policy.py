@@ -1,29 +1,61 @@
-"""The uniform-random data policy of phase I, optionally holding each action for a while.
+"""The random data policy of phase I: each action drawn from fixed weights and held a while.
 
 Pressing a uniformly random button every step makes a ViZDoom agent jitter in place: it
 picks items up mostly when they spawn onto it or brush its side, so the frames before a
 pickup rarely show the item. Holding each sampled action for a random 1…``hold`` steps
-turns the jitter into walks and turns of some length (every action keeps probability
-1/A): items are then mostly walked into from view, and the reward of a pickup becomes
-predictable from the frames before it — given the remembered pillar colour.
+turns the jitter into walks and turns of some length: items are then mostly walked into.
+Walking *backwards* into an item still hides it (it is behind the camera), so Two-Colors
+draws the actions with weights that favour the forward moves (``actor.random_action_weights``):
+what the memory must explain is then visible in the frames before each pickup.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
-class RandomActions:
-    """Uniform actions for ``n_envs`` envs, each held for U{1..hold} steps (1: fresh
-    every step)."""
+def action_probabilities(weights: Sequence[float] | str, n_actions: int) -> np.ndarray:
+    """Normalised probabilities from relative ``weights`` (a sequence or "1,1,4,…"; empty:
+    uniform).
 
-    def __init__(self, n_actions: int, n_envs: int, hold: int, rng: np.random.Generator
-                 ) -> None:
+    Raises:
+        ValueError: not one non-negative weight per action, or all of them zero.
+    """
+    if isinstance(weights, str):
+        text = weights.strip()
+        try:
+            weights = [float(w) for w in text.split(",")] if text else []
+        except ValueError:
+            raise ValueError(f"action weights {text!r}: use comma-separated numbers, one per "
+                             f"action ({n_actions})") from None
+    if len(weights) == 0:
+        return np.full(n_actions, 1.0 / n_actions)
+    w = np.asarray(weights, dtype=np.float64)
+    if len(w) != n_actions or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"action weights {list(weights)}: need {n_actions} non-negative "
+                         f"numbers, not all zero")
+    return w / w.sum()
+
+
+class RandomActions:
+    """Random actions for ``n_envs`` envs, each held for U{1..hold} steps (1: fresh every
+    step), drawn with ``weights`` (default uniform)."""
+
+    def __init__(self, n_actions: int, n_envs: int, hold: int, rng: np.random.Generator,
+                 weights: Sequence[float] | str = ()) -> None:
         if hold < 1:
             raise ValueError(f"hold must be at least 1, got {hold}")
         self.n_actions, self.hold, self.rng = n_actions, hold, rng
+        self.probabilities = action_probabilities(weights, n_actions)
+        self.uniform = bool(np.allclose(self.probabilities, 1.0 / n_actions))
         self.current = np.zeros(n_envs, dtype=np.int64)
         self.left = np.zeros(n_envs, dtype=np.int64)  # steps the current action still runs
+
+    def log_probabilities(self, actions: np.ndarray) -> np.ndarray:
+        """Log-probability of drawing each of ``actions`` (float32)."""
+        return np.log(self.probabilities[np.asarray(actions)]).astype(np.float32)
 
     def sample(self, first: np.ndarray | None = None) -> np.ndarray:
         """This step's actions; ``first`` ``[B]`` marks envs whose episode just started."""
@@ -32,7 +64,11 @@ class RandomActions:
         fresh = self.left <= 0
         count = int(fresh.sum())
         if count:
-            self.current[fresh] = self.rng.integers(0, self.n_actions, size=count)
+            # uniform keeps the integers draw, so existing seeds replay the same actions
+            self.current[fresh] = (self.rng.integers(0, self.n_actions, size=count)
+                                   if self.uniform else
+                                   self.rng.choice(self.n_actions, size=count,
+                                                   p=self.probabilities))
             self.left[fresh] = self.rng.integers(1, self.hold + 1, size=count)
         self.left -= 1
         return self.current.copy()

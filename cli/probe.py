@@ -55,7 +55,7 @@ def play_random(config_values: dict, seeds: list[int]) -> list[dict[str, Any]]:
     out = []
     for seed in seeds:
         policy = RandomActions(env.action_space.n, 1, config.actor.random_hold_steps,
-                               np.random.default_rng(seed))
+                               np.random.default_rng(seed), config.actor.random_action_weights)
         obs, info = env.reset(seed=seed)
         frames, actions, rewards = [], [], []
         while True:

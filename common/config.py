@@ -89,6 +89,10 @@ class ActorConfig:
     #: phase I's uniform-random data policy holds each action for U{1..n} steps (see
     #: actor/random_policy.py; Two-Colors needs walks, not jitter, to see what it picks up)
     random_hold_steps: int = 1
+    #: phase I's data policy draws actions with these relative weights, one per action,
+    #: comma-separated ("": uniform). Two-Colors favours forward moves: an item walked into
+    #: backwards is never seen before its pickup (actor/random_policy.py)
+    random_action_weights: str = ""
     metrics_port: int = 0  #: 0: any free port (`memup up` assigns one per replica)
 
 
@@ -283,4 +287,19 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         raise ConfigError(f"wire.level {config.wire.level} / wire.min_bytes "
                           f"{config.wire.min_bytes}: use a level in {ZSTD_LEVELS.start}.."
                           f"{ZSTD_LEVELS.stop - 1} and min_bytes >= 0")
+    _check_weights(config.actor.random_action_weights)
     return config
+
+
+def _check_weights(text: str) -> None:
+    """``actor.random_action_weights``: empty or comma-separated non-negative numbers (the
+    count is checked against the task's actions where the policy is built)."""
+    if not text.strip():
+        return
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        weights = []
+    if not weights or any(not w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ConfigError(f"actor.random_action_weights {text!r}: use comma-separated "
+                          "non-negative numbers, one per action, e.g. \"1,1,4,0.25,2,0.25,2,0.25\"")

@@ -41,6 +41,9 @@ def test_unrelated_environment_variables_are_ignored() -> None:
     (["wire.codec=brotli"], "wire.codec 'brotli': use none, lz4, zstd"),
     (["wire.level=22"], "wire.level 22"),
     (["wire.min_bytes=-1"], "min_bytes >= 0"),
+    (["actor.random_action_weights=1,x,2"], "comma-separated non-negative numbers"),
+    (["actor.random_action_weights=1,-1"], "comma-separated non-negative numbers"),
+    (["actor.random_action_weights=0,0"], "comma-separated non-negative numbers"),
 ])
 def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=needle):
