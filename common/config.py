@@ -75,6 +75,9 @@ class TaskConfig:
     #: Two-Colors: the outcome y_k MemUP predicts is the sum of the rewards of steps
     #: k … k+n-1 (an item is picked up below the view; the frames before show it)
     outcome_steps: int = 5
+    #: Two-Colors: the outcome's sum starts j steps after k (rewards k+j … k+j+n-1), so the
+    #: frame of step k still shows the item walked into (0: from k itself)
+    outcome_skip: int = 0
 
 
 @dataclass(frozen=True)

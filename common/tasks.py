@@ -37,6 +37,7 @@ class TaskSpec:
         success_reward: (T-Maze) an episode whose final reward reaches this succeeded.
         survive_steps: (Two-Colors) an episode that lasts this many steps succeeded.
         outcome_steps: (image tasks) the outcome y_k sums this many rewards from step k.
+        outcome_skip: (image tasks) the sum starts this many steps after k.
     """
 
     name: str
@@ -46,6 +47,7 @@ class TaskSpec:
     success_reward: float = float("inf")
     survive_steps: int = 0
     outcome_steps: int = 1
+    outcome_skip: int = 0
 
     @property
     def frames(self) -> bool:
@@ -63,7 +65,8 @@ class TaskSpec:
                starts: np.ndarray | None = None) -> Encoded:
         """inputs, queries and labels of concatenated episodes (see the modules above)."""
         if self.frames:
-            return encode_frame_steps(obs, actions, rewards, starts, self.outcome_steps)
+            return encode_frame_steps(obs, actions, rewards, starts, self.outcome_steps,
+                                      self.outcome_skip)
         return encode_steps(obs, actions, rewards, self.n_actions, starts)
 
     def step_inputs(self, obs: np.ndarray, prev_actions: np.ndarray,
@@ -115,5 +118,6 @@ def task_spec(config: ClusterConfig) -> TaskSpec:
         # curve is the main measure).
         return TaskSpec("two-colors", TWO_COLORS_FRAME, "uint8", TWO_COLORS_ACTIONS,
                         survive_steps=config.task.length,
-                        outcome_steps=config.task.outcome_steps)
+                        outcome_steps=config.task.outcome_steps,
+                        outcome_skip=config.task.outcome_skip)
     raise ValueError(f"task.env {env!r}: the cluster runs 'tmaze' and 'two-colors'")

@@ -139,6 +139,12 @@ def test_two_colors_outcomes_sum_the_next_rewards_within_each_episode() -> None:
     frames, actions, _ = _episode(7)
     _, _, labels = spec.encode(frames, actions, rewards, np.array([0, 4]))
     assert np.array_equal(labels, sums)
+    skipped = forward_sums(rewards, np.array([0, 4]), 2, skip=1)
+    assert list(skipped) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # k+1, k+2; 4's own -1 out
+    spec = task_spec(load_config(overrides=["task.env=two-colors", "task.outcome_steps=2",
+                                            "task.outcome_skip=1"]))
+    _, _, labels = spec.encode(frames, actions, rewards, np.array([0, 4]))
+    assert np.array_equal(labels, skipped)
 
 
 def test_data_envs_spread_the_damaging_floor_over_slots() -> None:
