@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from actor.random_policy import RandomActions
-from common.config import ClusterConfig
+from common.config import ClusterConfig, action_weights
 from common.models import load_flat, memory_nets, policy_model
 from common.tasks import task_spec
 from memup.memory import mask_state
@@ -42,7 +42,7 @@ class ActingPolicy:
         self.greedy = greedy
         self.random = RandomActions(self.spec.n_actions, n_envs,
                                     config.actor.random_hold_steps, np.random.default_rng(seed),
-                                    config.actor.random_action_weights)
+                                    action_weights(config.actor.random_action_weights))
         self.generator = torch.Generator().manual_seed(seed)
 
     def load(self, version: int, tensors: Mapping[str, torch.Tensor]) -> None:

@@ -16,20 +16,12 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def action_probabilities(weights: Sequence[float] | str, n_actions: int) -> np.ndarray:
-    """Normalised probabilities from relative ``weights`` (a sequence or "1,1,4,…"; empty:
-    uniform).
+def action_probabilities(weights: Sequence[float], n_actions: int) -> np.ndarray:
+    """Normalised probabilities from relative ``weights`` (empty: uniform).
 
     Raises:
         ValueError: not one non-negative weight per action, or all of them zero.
     """
-    if isinstance(weights, str):
-        text = weights.strip()
-        try:
-            weights = [float(w) for w in text.split(",")] if text else []
-        except ValueError:
-            raise ValueError(f"action weights {text!r}: use comma-separated numbers, one per "
-                             f"action ({n_actions})") from None
     if len(weights) == 0:
         return np.full(n_actions, 1.0 / n_actions)
     w = np.asarray(weights, dtype=np.float64)
@@ -44,7 +36,7 @@ class RandomActions:
     step), drawn with ``weights`` (default uniform)."""
 
     def __init__(self, n_actions: int, n_envs: int, hold: int, rng: np.random.Generator,
-                 weights: Sequence[float] | str = ()) -> None:
+                 weights: Sequence[float] = ()) -> None:
         if hold < 1:
             raise ValueError(f"hold must be at least 1, got {hold}")
         self.n_actions, self.hold, self.rng = n_actions, hold, rng

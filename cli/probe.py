@@ -46,16 +46,17 @@ def add_probe_parser(sub: argparse._SubParsersAction) -> None:
 def play_random(config_values: dict, seeds: list[int]) -> list[dict[str, Any]]:
     """Raw steps and the pillar colour of one random-policy episode per seed."""
     from actor.envs.factory import make_env
-    from common.config import load_config
+    from common.config import action_weights, load_config
 
     config = load_config(values=config_values, environ={})
     from actor.random_policy import RandomActions
 
     env = make_env(config, data_policy=True, slot=0)  # slot 0: the undamaged floor when mixed
     out = []
+    weights = action_weights(config.actor.random_action_weights)
     for seed in seeds:
         policy = RandomActions(env.action_space.n, 1, config.actor.random_hold_steps,
-                               np.random.default_rng(seed), config.actor.random_action_weights)
+                               np.random.default_rng(seed), weights)
         obs, info = env.reset(seed=seed)
         frames, actions, rewards = [], [], []
         while True:

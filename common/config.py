@@ -89,7 +89,7 @@ class ActorConfig:
     queue_fragments: int = 512  #: publisher queue bound; beyond it the oldest is dropped
     max_backlog: int = 64  #: episodes not yet consumed downstream before the actor pauses
     max_env_failures: int = 5  #: consecutive env crashes before the actor exits
-    #: phase I's uniform-random data policy holds each action for U{1..n} steps (see
+    #: phase I's random data policy holds each action for U{1..n} steps (see
     #: actor/random_policy.py; Two-Colors needs walks, not jitter, to see what it picks up)
     random_hold_steps: int = 1
     #: phase I's data policy draws actions with these relative weights, one per action,
@@ -290,19 +290,28 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         raise ConfigError(f"wire.level {config.wire.level} / wire.min_bytes "
                           f"{config.wire.min_bytes}: use a level in {ZSTD_LEVELS.start}.."
                           f"{ZSTD_LEVELS.stop - 1} and min_bytes >= 0")
-    _check_weights(config.actor.random_action_weights)
+    if config.task.outcome_steps < 1 or config.task.outcome_skip < 0:
+        raise ConfigError(f"task.outcome_steps {config.task.outcome_steps} / task.outcome_skip "
+                          f"{config.task.outcome_skip}: use outcome_steps >= 1, outcome_skip >= 0")
+    action_weights(config.actor.random_action_weights)
     return config
 
 
-def _check_weights(text: str) -> None:
-    """``actor.random_action_weights``: empty or comma-separated non-negative numbers (the
-    count is checked against the task's actions where the policy is built)."""
+def action_weights(text: str) -> tuple[float, ...]:
+    """``actor.random_action_weights`` as numbers: () for "" (uniform), else comma-separated
+    non-negative weights, not all zero (their count is checked against the task's actions
+    where the policy is built).
+
+    Raises:
+        ConfigError: anything else.
+    """
     if not text.strip():
-        return
+        return ()
     try:
-        weights = [float(w) for w in text.split(",")]
+        weights = tuple(float(w) for w in text.split(","))
     except ValueError:
-        weights = []
-    if not weights or any(not w >= 0 for w in weights) or sum(weights) <= 0:
+        weights = ()
+    if not weights or any(not 0 <= w < float("inf") for w in weights) or sum(weights) <= 0:
         raise ConfigError(f"actor.random_action_weights {text!r}: use comma-separated "
                           "non-negative numbers, one per action, e.g. \"1,1,4,0.25,2,0.25,2,0.25\"")
+    return weights

@@ -44,6 +44,8 @@ def test_unrelated_environment_variables_are_ignored() -> None:
     (["actor.random_action_weights=1,x,2"], "comma-separated non-negative numbers"),
     (["actor.random_action_weights=1,-1"], "comma-separated non-negative numbers"),
     (["actor.random_action_weights=0,0"], "comma-separated non-negative numbers"),
+    (["task.outcome_skip=-1"], "outcome_skip >= 0"),
+    (["task.outcome_steps=0"], "outcome_steps >= 1"),
 ])
 def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=needle):

@@ -181,7 +181,7 @@ def test_random_actions_are_held_for_a_while_and_restart_with_episodes() -> None
 def test_weighted_random_actions_follow_their_weights() -> None:
     from actor.random_policy import RandomActions
 
-    weights = "1,1,4,0.25,2,0.25,2,0.25"
+    weights = (1, 1, 4, 0.25, 2, 0.25, 2, 0.25)
     policy = RandomActions(8, 64, hold=1, rng=np.random.default_rng(2), weights=weights)
     drawn = np.concatenate([policy.sample() for _ in range(500)])
     share = np.bincount(drawn, minlength=8) / len(drawn)
@@ -192,7 +192,7 @@ def test_weighted_random_actions_follow_their_weights() -> None:
     uniform = RandomActions(8, 1, hold=1, rng=np.random.default_rng(2))
     assert np.allclose(uniform.log_probabilities(np.arange(8)), -np.log(8))
     with pytest.raises(ValueError, match="need 8 non-negative numbers"):
-        RandomActions(8, 1, hold=1, rng=np.random.default_rng(0), weights="1,2,3")
+        RandomActions(8, 1, hold=1, rng=np.random.default_rng(0), weights=(1, 2, 3))
 
 
 def test_two_colors_spec_matches_the_env_contract() -> None:
