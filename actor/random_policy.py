@@ -17,17 +17,19 @@ import numpy as np
 
 
 def action_probabilities(weights: Sequence[float], n_actions: int) -> np.ndarray:
-    """Normalised probabilities from relative ``weights`` (empty: uniform).
+    """Normalised probabilities from relative ``weights`` (empty: uniform). Their values
+    are checked where the config is loaded (``common.config.action_weights``); their count
+    is known only here.
 
     Raises:
-        ValueError: not one non-negative weight per action, or all of them zero.
+        ValueError: not one weight per action.
     """
     if len(weights) == 0:
         return np.full(n_actions, 1.0 / n_actions)
-    w = np.asarray(weights, dtype=np.float64)
-    if len(w) != n_actions or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+    if len(weights) != n_actions:
         raise ValueError(f"action weights {list(weights)}: need {n_actions} non-negative "
-                         f"numbers, not all zero")
+                         f"numbers, one per action")
+    w = np.asarray(weights, dtype=np.float64)
     return w / w.sum()
 
 

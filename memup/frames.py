@@ -76,14 +76,14 @@ def forward_sums(rewards: np.ndarray, starts: np.ndarray, steps: int, skip: int 
                  ) -> np.ndarray:
     """``out[k] = rewards[k+skip] + … + rewards[k+skip+steps-1]``, never past the end of k's
     episode (0 where the window starts beyond it)."""
-    if steps <= 1 and skip == 0:
+    if steps == 1 and skip == 0:
         return rewards
     ends = np.append(np.asarray(starts)[1:], len(rewards))
     out = np.empty_like(rewards)
     for start, end in zip(starts, ends):
         cumulative = np.concatenate([[0.0], np.cumsum(rewards[start:end], dtype=np.float64)])
         first = np.minimum(np.arange(end - start) + skip, end - start)
-        last = np.minimum(first + max(steps, 1), end - start)
+        last = np.minimum(first + steps, end - start)
         out[start:end] = cumulative[last] - cumulative[first]
     return out
 
