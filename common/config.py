@@ -123,6 +123,8 @@ class MemupConfig:
     cnn: str = "small"  #: image tasks: CNN widths, small (CPU) or nature (memup-spec E.9)
     chrono: int = -1  #: chrono init horizon; -1: the task length
     interaction: bool = True
+    reconstruction: float = 0.0  #: image tasks: weight of the CNNs' thumbnail loss (0: off)
+    reconstruction_frames: int = 64  #: frames reconstructed per update, inputs and targets each
     lanes: int = 64
     rollout: int = 20
     frequency: int = 1
@@ -293,6 +295,13 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     if config.task.outcome_steps < 1 or config.task.outcome_skip < 0:
         raise ConfigError(f"task.outcome_steps {config.task.outcome_steps} / task.outcome_skip "
                           f"{config.task.outcome_skip}: use outcome_steps >= 1, outcome_skip >= 0")
+    m = config.memup
+    if m.reconstruction < 0 or m.reconstruction_frames < 1:
+        raise ConfigError(f"memup.reconstruction {m.reconstruction} / memup.reconstruction_frames "
+                          f"{m.reconstruction_frames}: use a weight >= 0 and frames >= 1")
+    if m.reconstruction > 0 and config.task.env != "two-colors":
+        raise ConfigError(f"memup.reconstruction {m.reconstruction}: only image tasks "
+                          f"(task.env = \"two-colors\") have frames to reconstruct; set it to 0")
     action_weights(config.actor.random_action_weights)
     return config
 

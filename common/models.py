@@ -33,7 +33,8 @@ def memory_nets(config: ClusterConfig) -> TaskNets:
     spec = task_spec(config)
     if spec.frames:
         return two_colors_nets(m.hidden, spec.obs_shape, spec.n_actions, m.cnn,  # type: ignore[arg-type]
-                               chrono_horizon=horizon, interaction=m.interaction)
+                               chrono_horizon=horizon, interaction=m.interaction,
+                               reconstruct=m.reconstruction > 0)
     return tmaze_nets(m.hidden, chrono_horizon=horizon, interaction=m.interaction)
 
 

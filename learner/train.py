@@ -56,7 +56,8 @@ class Learner:
         self.nets.predictor.to(device)
         self.detector = SurpriseDetector(self.nets.memory, self.nets.predictor, self.nets.kind,
                                          m.ema_decay, device=device)
-        self.base_update = UpdateConfig(lr=m.lr)
+        self.base_update = UpdateConfig(lr=m.lr, reconstruction=m.reconstruction,
+                                        reconstruction_frames=m.reconstruction_frames)
         self.updater = Updater(self.nets, self.base_update, m.lanes, self.detector, device)
         self.policy = policy_model(config).to(device)
         self.policy_memory = copy.deepcopy(self.nets.memory).requires_grad_(False)
@@ -133,6 +134,8 @@ class Learner:
         self.metrics.updates_total.labels(kind="memup").inc()
         self.metrics.samples_total.labels(kind="memup").inc(stats["steps"])
         self.metrics.loss.labels(loss="memory").set(stats["loss"])
+        if "reconstruction_loss" in stats:
+            self.metrics.loss.labels(loss="reconstruction").set(stats["reconstruction_loss"])
         self.last_loss = stats["loss"]
         if "saved_bytes" in stats:
             self.metrics.saved_activation_bytes.set(stats["saved_bytes"])

@@ -117,6 +117,8 @@ CNN_SIZES = {
     "small": ((16, 32, 32), 256),  # CPU: ~2.5 M multiply-adds per 64x112 frame
     "nature": ((32, 64, 64), 512),  # memup-spec E.9 (Nature-DQN): ~7.6 M, for a GPU
 }
+THUMBNAIL_POOL = 4
+"""A reconstructed thumbnail is the frame average-pooled 4 × 4 (64 × 112 → 16 × 28)."""
 
 
 class FrameEncoder(nn.Module):
@@ -126,10 +128,14 @@ class FrameEncoder(nn.Module):
     the predictor's (the action taken at the target step). The CNN is the Nature-DQN shape
     (8×8 stride 4, 4×4 stride 2, 3×3 stride 1, then a linear embedding), at the widths of
     ``size`` (see :data:`CNN_SIZES`).
+
+    With ``reconstruct=True`` it also holds a linear decoder from the embedding to a
+    :data:`THUMBNAIL_POOL`-times smaller thumbnail of the frame, for
+    :meth:`reconstruction_loss`.
     """
 
     def __init__(self, frame_shape: tuple[int, int, int], n_actions: int,
-                 read: str = "input", size: str = "small") -> None:
+                 read: str = "input", size: str = "small", reconstruct: bool = False) -> None:
         super().__init__()
         if read not in ("input", "query"):
             raise ValueError(f"read must be 'input' or 'query', got {read!r}")
@@ -148,13 +154,41 @@ class FrameEncoder(nn.Module):
             flat = self.cnn(torch.zeros(1, *frame_shape)).shape[1]
         self.embed = nn.Sequential(nn.Linear(flat, embed), nn.ReLU())
         self.out_dim = embed + n_actions + (1 if read == "input" else 0)
+        channels, height, width = frame_shape
+        self.thumbnail_shape = (channels, height // THUMBNAIL_POOL, width // THUMBNAIL_POOL)
+        self.decoder = (nn.Linear(embed, int(np.prod(self.thumbnail_shape)))
+                        if reconstruct else None)
+
+    def _frames(self, flat: torch.Tensor) -> torch.Tensor:
+        """``[N, record_width]`` uint8 → ``[N, C, H, W]`` float32 in [0, 1]."""
+        return flat[:, : self.frame_bytes].reshape(-1, *self.frame_shape).float() / 255.0
+
+    def reconstruction_loss(self, records: torch.Tensor, count: int) -> torch.Tensor:
+        """Squared error of the thumbnails decoded from the embeddings of ``count`` random
+        rows of ``records`` (``[..., record_width]``), against the frames' own thumbnails.
+
+        Why: in Two-Colors the pickup's sign is the XOR of two image features (the pillar's
+        colour, the item's look) that no memory-less signal teaches; trained by the sign
+        alone neither CNN starts to see its colour and the predictor sits at 50 %. Asking
+        the embedding to keep a coarse picture of the frame makes both colours present
+        from the start (docs/results.md §9).
+
+        Raises:
+            ValueError: the encoder was built without a decoder.
+        """
+        if self.decoder is None:
+            raise ValueError("this FrameEncoder has no decoder: build it with reconstruct=True")
+        flat = records.reshape(-1, records.shape[-1])
+        rows = torch.randint(len(flat), (min(count, len(flat)),), device=flat.device)
+        frames = self._frames(flat[rows])
+        decoded = self.decoder(self.embed(self.cnn(frames))).view(-1, *self.thumbnail_shape)
+        return nn.functional.mse_loss(decoded, nn.functional.avg_pool2d(frames, THUMBNAIL_POOL))
 
     def forward(self, records: torch.Tensor) -> torch.Tensor:
         """``[..., record_width]`` uint8 → ``[..., out_dim]`` float32."""
         lead = records.shape[:-1]
         flat = records.reshape(-1, records.shape[-1])
-        frames = flat[:, : self.frame_bytes].reshape(-1, *self.frame_shape).float() / 255.0
-        parts = [self.embed(self.cnn(frames))]
+        parts = [self.embed(self.cnn(self._frames(flat)))]
         column = self.frame_bytes + (0 if self.read == "input" else 1)
         action = flat[:, column].long().clamp(max=self.n_actions)  # 255 (none) → all zeros
         parts.append(nn.functional.one_hot(action, self.n_actions + 1)[:, :-1].float())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from memup.frames import FrameEncoder
@@ -19,6 +20,23 @@ class TaskNets:
     memory: Memory
     predictor: nn.Module
     kind: Kind
+
+    def reconstruction_loss(self, inputs: torch.Tensor, queries: torch.Tensor,
+                            count: int) -> torch.Tensor:
+        """Thumbnail loss of the memory's frame encoder on ``count`` of the ``inputs`` plus
+        the predictor's on ``count`` of the ``queries`` (those built with a decoder).
+
+        Raises:
+            ValueError: neither network has a frame encoder with a decoder.
+        """
+        pairs = ((self.memory.encoder, inputs),
+                 (getattr(self.predictor, "query_encoder", None), queries))
+        losses = [encoder.reconstruction_loss(records, count) for encoder, records in pairs
+                  if isinstance(encoder, FrameEncoder) and encoder.decoder is not None]
+        if not losses:
+            raise ValueError("no frame encoder of these networks reconstructs: build them "
+                             "with reconstruct=True")
+        return torch.stack(losses).sum()
 
 
 def tmaze_nets(hidden: int = 256, chrono_horizon: int | None = None,
@@ -51,15 +69,17 @@ def add_nets(hidden: int = 128, chrono_horizon: int | None = None) -> TaskNets:
 
 def two_colors_nets(hidden: int = 128, frame_shape: tuple[int, int, int] = (3, 64, 112),
                     n_actions: int = 8, cnn: str = "small", chrono_horizon: int | None = None,
-                    interaction: bool = True) -> TaskNets:
+                    interaction: bool = True, reconstruct: bool = False) -> TaskNets:
     """Two-Colors: CNN(frame) ⊕ prev_action ⊕ prev_reward → LSTM; predictor on the target
     frame's own CNN embedding and action → reward (memup-spec E.9, sizes per ``cnn``).
 
     The predictor has a CNN of its own (not the memory's, detached): the pickup's colour
     must be read off the target frame whatever the memory's encoder learns to keep.
+    ``reconstruct`` gives both CNNs a thumbnail decoder (:meth:`TaskNets.reconstruction_loss`).
     """
-    memory = Memory(FrameEncoder(frame_shape, n_actions, "input", cnn), hidden,
+    memory = Memory(FrameEncoder(frame_shape, n_actions, "input", cnn, reconstruct), hidden,
                     chrono_horizon=chrono_horizon)
-    predictor = QuestionPredictor(hidden, FrameEncoder(frame_shape, n_actions, "query", cnn),
-                                  hidden=256, interaction=interaction)
+    predictor = QuestionPredictor(
+        hidden, FrameEncoder(frame_shape, n_actions, "query", cnn, reconstruct),
+        hidden=256, interaction=interaction)
     return TaskNets(memory, predictor, "regression")

@@ -32,6 +32,10 @@ class UpdateConfig:
         ema: update the detector after every optimiser step.
         measure_saved: count the bytes stored for backward in every update (activations;
             parameter storages autograd also keeps are reported apart).
+        reconstruction: weight of the frame encoders' thumbnail loss added to the loss
+            (0: off; the networks must be built with decoders).
+        reconstruction_frames: frames of the inputs, and as many of the target queries,
+            each update reconstructs.
     """
 
     lr: float = 5e-4
@@ -43,6 +47,8 @@ class UpdateConfig:
     live_context: bool = False
     ema: bool = True
     measure_saved: bool = False
+    reconstruction: float = 0.0
+    reconstruction_frames: int = 64
 
 
 class Updater:
@@ -88,11 +94,16 @@ class Updater:
             pred = predictor(m, batch.pair_queries, context)
             losses = pointwise_loss(pred, batch.pair_labels, self.nets.kind)
             loss = losses.mean()
+            total = loss
+            if cfg.reconstruction > 0:
+                reconstruction = self.nets.reconstruction_loss(
+                    batch.inputs, batch.pair_queries, cfg.reconstruction_frames)
+                total = loss + cfg.reconstruction * reconstruction
             stepped = loss.item() >= cfg.skip_below
             if stepped:
                 memory.zero_grad(set_to_none=True)
                 predictor.zero_grad(set_to_none=True)
-                (loss * cfg.loss_scale).backward()
+                (total * cfg.loss_scale).backward()
         if stepped:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
             self.optimizer.step()
@@ -107,6 +118,8 @@ class Updater:
             "pairs": float(len(losses)),
             "steps": float(batch.steps),
         }
+        if cfg.reconstruction > 0:
+            stats["reconstruction_loss"] = reconstruction.item()
         if saved is not None:
             stats["saved_bytes"] = float(saved.activations)
             stats["saved_parameter_bytes"] = float(saved.parameters)
