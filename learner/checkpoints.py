@@ -61,7 +61,7 @@ def restore(learner: Learner, state: dict[str, Any]) -> None:
     learner.memup_steps = int(state["memup_steps"])
     learner.ppo_updates = int(state["ppo_updates"])
     learner.env_steps_trained = int(state["env_steps_trained"])
-    learner.resume_env_steps(int(state["env_steps"]))
+    learner.resume_step_counts(int(state["env_steps"]))
     learner.outcomes.extend(int(o) for o in state["outcomes"])
     learner.done = bool(state.get("done", False))
     torch.set_rng_state(state["rng"])

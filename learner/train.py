@@ -96,9 +96,14 @@ class Learner:
         """Env steps all actors of the run have published (the budget counts these)."""
         return int(self.r.hget(keys.control_key(self.config.run.name), "env_steps") or 0)
 
-    def resume_env_steps(self, steps: int) -> None:
-        """After a restart on a fresh Redis, carries the run's step count over."""
-        self.r.hsetnx(keys.control_key(self.config.run.name), "env_steps", steps)
+    def resume_step_counts(self, steps: int) -> None:
+        """After a restart on a fresh Redis, carries the run's step counts over: the env
+        steps (the budget) and the steps trained on, which the actors' phase I rate limit
+        weighs them against — without it the actors would wait for training that waits
+        for their episodes."""
+        key = keys.control_key(self.config.run.name)
+        self.r.hsetnx(key, "env_steps", steps)
+        self.r.hsetnx(key, "trained_steps", self.memup_steps)
 
     def sync_versions(self) -> None:
         """Continues weights versions after the newest published ones.
