@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from cli.options import HelpFormatter
 EXAMPLES = """examples:
   memup probe runs/two-colors                        # 120 fresh episodes, 500 steps after
   memup probe runs/two-colors --episodes 200 --after 500 --workers 2 --json
+  memup probe runs/short-phase-one --length 1050      # longer episodes than it trained on
 """
 
 PILLAR_STEPS = {"standard": 45, "hard": 45, "delay": 50}  # 90 / 90 / 100 tics, frame skip 2
@@ -37,6 +39,9 @@ def add_probe_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=120, help="fresh random-policy episodes")
     p.add_argument("--after", type=int, default=500,
                    help="probe the memory this many steps after the pillar vanished")
+    p.add_argument("--length", type=int, default=0,
+                   help="steps of the fresh episodes (0: the run's task.length); a memory "
+                        "trained on short episodes can be probed on longer ones")
     p.add_argument("--workers", type=int, default=2, help="processes playing episodes")
     p.add_argument("--seed", type=int, default=777, help="first env seed (then +1 each)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -108,6 +113,14 @@ def run_probe(args: argparse.Namespace) -> int:
         print(f"memup probe: {args.run_dir} ran {config.task.env!r}; the probe reads the "
               "Two-Colors pillar colour", file=sys.stderr)
         return 2
+    step = PILLAR_STEPS.get(config.task.variant, 45) + args.after
+    length = args.length or config.task.length
+    if args.length < 0 or step >= length:
+        print(f"memup probe: --after {args.after} reads the memory at step {step}, beyond "
+              f"episodes of {length} steps; pass a larger --length (e.g. --length 1050)",
+              file=sys.stderr)
+        return 2
+    config = replace(config, task=replace(config.task, length=length))
     torch.set_num_threads(max(1, args.workers))
     nets = memory_nets(config)
     detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, config.memup.ema_decay)
@@ -115,7 +128,6 @@ def run_probe(args: argparse.Namespace) -> int:
     spec = task_spec(config)
     played = collect(config, args.episodes, args.seed, args.workers)
     episodes = [Episode(*spec.encode(p["obs"], p["action"], p["reward"])) for p in played]
-    step = PILLAR_STEPS.get(config.task.variant, 45) + args.after
     result: dict[str, Any] = {
         "run": config.run.name, "memup_updates": int(state["memup_updates"]),
         "episodes": len(episodes), "mean_length": float(np.mean([len(e) for e in episodes])),

@@ -1,0 +1,47 @@
+"""`memup probe` on a run directory: real ViZDoom episodes, the run's own networks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from common.checkpoint import save_checkpoint
+from common.config import load_config
+from common.models import memory_nets
+from memup.detector import SurpriseDetector
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_run(run: Path) -> None:
+    """A run directory as `memup up` leaves it: config.json and a learner checkpoint."""
+    config = load_config(overrides=["task.env=two-colors", "task.length=60", "memup.hidden=16",
+                                    "memup.reconstruction=1.0", "run.name=probed"])
+    nets = memory_nets(config)
+    detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, 0.995)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config.redacted()))
+    save_checkpoint(run / "checkpoints" / "learner.pt",
+                    {"detector": detector.state_dict(), "memup_updates": 7})
+
+
+def probe(run: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", "probe", str(run), "--episodes",
+                           "4", "--workers", "1", "--json", *flags],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_probe_reads_longer_episodes_than_the_run_trained_on(tmp_path: Path) -> None:
+    run = tmp_path / "probed"
+    write_run(run)
+    # The run's own 60-step episodes end before step 45 + 30: a clear error, exit 2.
+    short = probe(run, "--after", "30")
+    assert short.returncode == 2 and "--length" in short.stderr
+    done = probe(run, "--after", "30", "--length", "90")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["memup_updates"] == 7 and result["episodes"] == 4
+    assert result["mean_length"] == 90  # the undamaged data floor: every episode times out
+    assert result["colour"]["step"] == 75
