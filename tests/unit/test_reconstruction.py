@@ -103,3 +103,14 @@ def test_config_builds_decoders_only_for_image_tasks() -> None:
         load_config(overrides=["task.env=two-colors", "memup.reconstruction=-1"])
     with pytest.raises(ConfigError, match="frames >= 1"):
         load_config(overrides=["task.env=two-colors", "memup.reconstruction_frames=0"])
+
+
+def test_the_phase_one_recipe_trains_a_memory_phase_two_can_adopt() -> None:
+    phase_one = load_config("configs/up_two_colors_phase1.toml")
+    phase_two = load_config("configs/up_two_colors.toml")
+    assert phase_one.task.length < phase_two.task.length == phase_one.memup.chrono
+    assert phase_one.ppo.max_env_steps == 1 and phase_one.scorer.top_k > 1
+    trained, adopting = memory_nets(phase_one), memory_nets(phase_two)
+    for part in ("memory", "predictor"):
+        source = getattr(trained, part).state_dict()
+        getattr(adopting, part).load_state_dict(source)  # strict: every name and shape fits
