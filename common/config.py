@@ -240,10 +240,29 @@ def _apply(config: ClusterConfig, section: str, key: str, value: Any, where: str
     return dataclasses.replace(config, **{section: updated})
 
 
+def _file_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict[str, Any], str]]:
+    """The tables of a config file, after those of the file its top-level ``base = "…"``
+    names (relative to it): a variant lists only what differs from its base."""
+    if path.resolve() in seen:
+        raise ConfigError(f"config {path}: base files form a cycle")
+    try:
+        tables = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    base = tables.pop("base", None)
+    if base is None:
+        return [(tables, f"config {path}")]
+    if not isinstance(base, str):
+        raise ConfigError(f"config {path}: base must be a file name, got {base!r}")
+    return [*_file_layers(path.parent / base, (*seen, path.resolve())),
+            (tables, f"config {path}")]
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
                 environ: Mapping[str, str] | None = None,
                 values: Mapping[str, Mapping[str, Any]] | None = None) -> ClusterConfig:
-    """Resolves the config: defaults < ``path`` < ``values`` < environment < ``overrides``.
+    """Resolves the config: defaults < ``path`` (after its ``base``) < ``values`` <
+    environment < ``overrides``.
 
     Args:
         path: an experiment TOML file (``[section] key = value``).
@@ -255,12 +274,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         ConfigError: an unreadable file, an unknown section or key, or a bad value.
     """
     config = ClusterConfig()
-    layers: list[tuple[Mapping[str, Any], str]] = []
-    if path is not None:
-        try:
-            layers.append((tomllib.loads(Path(path).read_text()), f"config {path}"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    layers: list[tuple[Mapping[str, Any], str]] = (
+        [*_file_layers(Path(path))] if path is not None else [])
     if values is not None:
         layers.append((values, "resolved config"))
     for layer, where in layers:

@@ -78,3 +78,16 @@ def test_shipped_cluster_configs_load() -> None:
     for name in names:
         config = load_config(root / name, environ={})
         assert config.task.env in ("tmaze", "two-colors")
+
+
+def test_a_config_file_can_list_only_what_differs_from_its_base(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text('[memup]\nhidden = 96\nlr = 0.002\n[task]\nlength = 40\n')
+    (tmp_path / "variant.toml").write_text('base = "base.toml"\n[memup]\nlr = 0.004\n')
+    config = load_config(tmp_path / "variant.toml", overrides=["task.length=50"])
+    assert (config.memup.hidden, config.memup.lr, config.task.length) == (96, 0.004, 50)
+    (tmp_path / "base.toml").write_text('base = "variant.toml"\n')
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "variant.toml")
+    (tmp_path / "variant.toml").write_text('base = 3\n')
+    with pytest.raises(ConfigError, match="base must be a file name"):
+        load_config(tmp_path / "variant.toml")
