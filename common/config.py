@@ -158,6 +158,11 @@ class PpoConfig:
     #: image tasks, frozen/joint modes: the heads also read a PPO-trained CNN of the current
     #: frame beside m_t (memup-spec E.10; a deviation from the paper's m_t-only policy)
     frame_features: bool = False
+    #: frame_features: the heads also read m_t ⊙ W·CNN(frame_t), the predictor's product
+    interaction: bool = False
+    #: frame_features: phase II starts the policy CNN from phase I's "predictor" (its
+    #: target-frame CNN and, with interaction, its question layer) or "memory" CNN
+    init_encoder: str = ""
     memup_updates_per_ppo: int = 50  #: joint mode
     soft_keep: float = 0.9  #: joint mode: policy memory <- keep*policy + (1-keep)*memup
     target_success: float = 0.95  #: the run stops when this success rate is reached
@@ -201,6 +206,10 @@ class ClusterConfig:
         out = self.to_dict()
         out["redis"]["url"] = redact_url(out["redis"]["url"])
         return out
+
+
+INIT_ENCODERS = ("", "predictor", "memory")
+"""``ppo.init_encoder``: a fresh policy CNN, or phase I's predictor or memory CNN."""
 
 
 class ConfigError(ValueError):
@@ -317,6 +326,15 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     if m.reconstruction > 0 and config.task.env != "two-colors":
         raise ConfigError(f"memup.reconstruction {m.reconstruction}: only image tasks "
                           f"(task.env = \"two-colors\") have frames to reconstruct; set it to 0")
+    p = config.ppo
+    if p.init_encoder not in INIT_ENCODERS:
+        raise ConfigError(f"ppo.init_encoder {p.init_encoder!r}: use one of "
+                          f"{', '.join(repr(e) for e in INIT_ENCODERS)}")
+    if (p.init_encoder or p.interaction) and not (
+            p.frame_features and p.mode != "lstm" and config.task.env == "two-colors"):
+        raise ConfigError("ppo.init_encoder / ppo.interaction shape the frame CNN of the "
+                          "policy heads: set ppo.frame_features = true (image tasks, frozen "
+                          "or joint mode)")
     action_weights(config.actor.random_action_weights)
     return config
 

@@ -50,7 +50,8 @@ def policy_model(config: ClusterConfig) -> nn.Module:
         return LstmPolicy(spec.input_dim, spec.n_actions, tbptt=config.ppo.tbptt)
     if spec.frames and config.ppo.frame_features:
         return FrameHeads(config.memup.hidden, spec.obs_shape, spec.n_actions,  # type: ignore[arg-type]
-                          hidden=config.ppo.hidden, cnn=config.memup.cnn)
+                          hidden=config.ppo.hidden, cnn=config.memup.cnn,
+                          interaction=config.ppo.interaction)
     return PolicyHeads(config.memup.hidden, spec.n_actions, hidden=config.ppo.hidden)
 
 

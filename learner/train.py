@@ -195,10 +195,23 @@ class Learner:
     def start_phase_two(self) -> None:
         """Freezes the EMA memory (the one that reached the target) as the policy's core."""
         self.policy_memory.load_state_dict(self.detector.memory.state_dict())
+        self.adopt_policy_encoder()
         self.phase = 2
         self.publish(POLICY)
         self.set_control(phase=2)
         self.metrics.phase.set(2)
+
+    def adopt_policy_encoder(self) -> None:
+        """``ppo.init_encoder``: the policy's frame CNN starts from phase I's (EMA) CNN."""
+        which = self.config.ppo.init_encoder
+        if not which or not isinstance(self.policy, FrameHeads):
+            return
+        predictor = self.detector.predictor
+        if which == "predictor":
+            self.policy.adopt_encoder(predictor.query_encoder, predictor.question)
+        else:
+            self.policy.adopt_encoder(self.detector.memory.encoder)
+        log.info("policy frame CNN starts from phase I's %s CNN", which)
 
     # -- phase II -------------------------------------------------------------------------
 

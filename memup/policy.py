@@ -90,13 +90,24 @@ class FrameHeads(nn.Module):
     """Policy and value heads on ``[m_t ; CNN(frame_t)]``: the frozen memory plus a CNN of
     the current frame trained by the PPO loss (memup-spec E.10, a deviation from the
     paper's m_t-only input: MemUP trains the memory to predict future rewards from target
-    frames, so m_t need not say where the items in view are)."""
+    frames, so m_t need not say where the items in view are).
+
+    With ``interaction=True`` the heads also read ``m_t ⊙ W·CNN(frame_t)``, the product the
+    MemUP predictor reads (:class:`memup.predictor.QuestionPredictor`): in Two-Colors the
+    right item is the XOR of the remembered colour and the colour in view, which a
+    concat-only MLP must first discover. :meth:`adopt_encoder` starts the CNN (and ``W``)
+    from a trained predictor's, so the heads begin with features that already tell the
+    items apart.
+    """
 
     def __init__(self, memory_dim: int, frame_shape: tuple[int, int, int], n_actions: int,
-                 hidden: int = 256, cnn: str = "small") -> None:
+                 hidden: int = 256, cnn: str = "small", interaction: bool = False) -> None:
         super().__init__()
         self.encoder = FrameEncoder(frame_shape, n_actions, "input", cnn)
-        self.heads = PolicyHeads(memory_dim + self.encoder.out_dim, n_actions, hidden=hidden)
+        self.embed_dim = self.encoder.embed[0].out_features
+        self.question = nn.Linear(self.embed_dim, memory_dim) if interaction else None
+        width = memory_dim * (2 if interaction else 1) + self.encoder.out_dim
+        self.heads = PolicyHeads(width, n_actions, hidden=hidden)
         self.n_actions = n_actions
 
     def forward(self, features: torch.Tensor, records: torch.Tensor | None = None
@@ -104,7 +115,37 @@ class FrameHeads(nn.Module):
         """Logits and value of ``[..., H]`` memory outputs and ``[..., W]`` records."""
         if records is None:
             raise ValueError("FrameHeads reads the step records as well as m_t")
-        return self.heads(torch.cat([features, self.encoder(records)], dim=-1))
+        frame = self.encoder(records)
+        parts = [features, frame]
+        if self.question is not None:
+            parts.append(features * self.question(frame[..., : self.embed_dim]))
+        return self.heads(torch.cat(parts, dim=-1))
+
+    @torch.no_grad()
+    def adopt_encoder(self, source: FrameEncoder, question: nn.Linear | None = None) -> None:
+        """Copies a trained frame CNN (the memory's or the predictor's) into this policy's,
+        and, with ``interaction``, the frame columns of the predictor's question layer.
+
+        Raises:
+            ValueError: the CNN or the question layer has another shape.
+        """
+        if source.frame_shape != self.encoder.frame_shape or \
+                source.embed[0].weight.shape != self.encoder.embed[0].weight.shape:
+            raise ValueError(f"cannot start the policy CNN from a CNN of frames "
+                             f"{source.frame_shape} → {source.embed[0].out_features}; this "
+                             f"policy reads {self.encoder.frame_shape} → {self.embed_dim}")
+        self.encoder.cnn.load_state_dict(source.cnn.state_dict())
+        self.encoder.embed.load_state_dict(source.embed.state_dict())
+        if self.question is not None and question is not None:
+            if question.out_features != self.question.out_features or \
+                    question.in_features < self.embed_dim:
+                raise ValueError(f"question layer {question.in_features} → "
+                                 f"{question.out_features} does not fit {self.embed_dim} → "
+                                 f"{self.question.out_features}")
+            # The predictor's query is [embedding ; action one-hot]; the policy's product
+            # reads the embedding only.
+            self.question.weight.copy_(question.weight[:, : self.embed_dim])
+            self.question.bias.copy_(question.bias)
 
     def forward_sequence(self, x: FramePolicyInputs,
                          mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,11 +75,13 @@ def test_eval_reports_per_colour_results_and_records_a_gif(trained: Path,
 
 
 def test_a_new_run_starts_ppo_on_a_trained_memory(trained: Path, tmp_path: Path) -> None:
-    run = up(tmp_path, "tc-reuse", f"learner.init_memory={trained}")
+    run = up(tmp_path, "tc-reuse", f"learner.init_memory={trained}",
+             "ppo.init_encoder=predictor", "ppo.interaction=true")
     assert not [r for r in records(run) if r["phase"] == 1]  # phase I skipped
     assert [r for r in records(run) if r["phase"] == 2]
     log = (run / "logs" / "learner.log").read_text()
     assert "starting from the memory of" in log and "(30 MemUP updates there)" in log
+    assert "policy frame CNN starts from phase I's predictor CNN" in log
 
 
 def test_ppo_lstm_baseline_runs_on_frames(tmp_path: Path) -> None:

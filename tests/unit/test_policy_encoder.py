@@ -1,0 +1,75 @@
+"""Phase II policy heads that read m_t ⊙ W·CNN(frame) and start from phase I's frame CNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from common.config import ConfigError, load_config
+from common.models import memory_nets, policy_model
+from common.tasks import task_spec
+from memup.frames import FrameEncoder
+from memup.policy import FrameHeads
+
+TWO_COLORS = ["task.env=two-colors", "memup.hidden=16", "ppo.frame_features=true",
+              "ppo.hidden=32"]
+
+
+def _records(n: int, seed: int) -> torch.Tensor:
+    config = load_config(overrides=["task.env=two-colors"])
+    spec = task_spec(config)
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, size=(n, *spec.obs_shape), dtype=np.uint8)
+    return torch.from_numpy(spec.step_inputs(frames, np.full(n, 2), np.zeros(n, np.float32)))
+
+
+def test_interaction_heads_read_the_product_of_memory_and_frame() -> None:
+    heads = policy_model(load_config(overrides=[*TWO_COLORS, "ppo.interaction=true"]))
+    assert isinstance(heads, FrameHeads) and heads.question is not None
+    records, memory = _records(3, 0), torch.randn(3, 16)
+    with torch.no_grad():
+        logits, value = heads(memory, records)
+        assert logits.shape == (3, 8) and value.shape == (3,)
+        heads.question.weight.mul_(-3.0)  # only the product term reads this layer
+        changed, _ = heads(memory, records)
+    assert not torch.allclose(logits, changed)
+
+
+def test_the_policy_cnn_starts_from_the_predictors() -> None:
+    config = load_config(overrides=[*TWO_COLORS, "ppo.interaction=true",
+                                    "ppo.init_encoder=predictor"])
+    predictor = memory_nets(config).predictor
+    heads = policy_model(config)
+    records = _records(4, 1)
+    embed = heads.embed_dim
+    with torch.no_grad():
+        before = heads.encoder(records)[:, :embed]
+        heads.adopt_encoder(predictor.query_encoder, predictor.question)
+        theirs = predictor.query_encoder(records)[:, :embed]
+        ours = heads.encoder(records)[:, :embed]
+    assert not torch.allclose(before, theirs)  # two fresh CNNs differ ...
+    assert torch.allclose(ours, theirs)  # ... and the adopted one sees what the predictor's does
+    assert torch.equal(heads.question.weight, predictor.question.weight[:, :embed])
+    assert torch.equal(heads.question.bias, predictor.question.bias)
+    # The policy keeps training its own copy: the predictor's weights stay where they were.
+    assert heads.encoder.embed[0].weight.data_ptr() != \
+        predictor.query_encoder.embed[0].weight.data_ptr()
+
+
+def test_a_cnn_of_another_size_is_refused() -> None:
+    heads = policy_model(load_config(overrides=TWO_COLORS))
+    with pytest.raises(ValueError, match="cannot start the policy CNN"):
+        heads.adopt_encoder(FrameEncoder((3, 64, 112), 8, "input", "nature"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["ppo.init_encoder=encoder"], "ppo.init_encoder 'encoder': use one of"),
+    (["task.env=two-colors", "ppo.init_encoder=memory"], "set ppo.frame_features = true"),
+    (["ppo.frame_features=true", "ppo.interaction=true"], "set ppo.frame_features = true"),
+    ([*TWO_COLORS, "ppo.mode=lstm", "ppo.init_encoder=predictor"], "frozen or joint mode"),
+])
+def test_policy_encoder_settings_that_cannot_apply_are_config_errors(
+        overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
