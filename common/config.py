@@ -163,6 +163,9 @@ class PpoConfig:
     #: frame_features: phase II starts the policy CNN from phase I's "predictor" (its
     #: target-frame CNN and, with interaction, its question layer) or "memory" CNN
     init_encoder: str = ""
+    #: frame_features, frozen mode: the heads also read phase I's frozen predictor's outcome
+    #: for each action, q(y | m_t, frame_t, a), and add gain * it to the logits
+    outcome_features: bool = False
     memup_updates_per_ppo: int = 50  #: joint mode
     soft_keep: float = 0.9  #: joint mode: policy memory <- keep*policy + (1-keep)*memup
     target_success: float = 0.95  #: the run stops when this success rate is reached
@@ -335,6 +338,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         raise ConfigError("ppo.init_encoder / ppo.interaction shape the frame CNN of the "
                           "policy heads: set ppo.frame_features = true (image tasks, frozen "
                           "or joint mode)")
+    if p.outcome_features and not (
+            p.frame_features and p.mode == "frozen" and config.task.env == "two-colors"):
+        raise ConfigError("ppo.outcome_features reads phase I's frozen predictor beside the "
+                          "frame CNN: it needs ppo.frame_features = true, ppo.mode = \"frozen\" "
+                          "and an image task")
     action_weights(config.actor.random_action_weights)
     return config
 

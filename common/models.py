@@ -49,9 +49,12 @@ def policy_model(config: ClusterConfig) -> nn.Module:
                               encoder=encoder)
         return LstmPolicy(spec.input_dim, spec.n_actions, tbptt=config.ppo.tbptt)
     if spec.frames and config.ppo.frame_features:
+        # The outcome model is a copy of the predictor's shape; the learner loads phase I's.
+        outcome_model = memory_nets(config).predictor if config.ppo.outcome_features else None
         return FrameHeads(config.memup.hidden, spec.obs_shape, spec.n_actions,  # type: ignore[arg-type]
                           hidden=config.ppo.hidden, cnn=config.memup.cnn,
-                          interaction=config.ppo.interaction)
+                          interaction=config.ppo.interaction,
+                          outcome_model=outcome_model)  # type: ignore[arg-type]
     return PolicyHeads(config.memup.hidden, spec.n_actions, hidden=config.ppo.hidden)
 
 

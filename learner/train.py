@@ -202,11 +202,18 @@ class Learner:
         self.metrics.phase.set(2)
 
     def adopt_policy_encoder(self) -> None:
-        """``ppo.init_encoder``: the policy's frame CNN starts from phase I's (EMA) CNN."""
-        which = self.config.ppo.init_encoder
-        if not which or not isinstance(self.policy, FrameHeads):
+        """``ppo.init_encoder``: the policy's frame CNN starts from phase I's (EMA) CNN;
+        ``ppo.outcome_features``: the heads' outcome model is phase I's EMA predictor, the
+        partner of the EMA memory the policy reads."""
+        if not isinstance(self.policy, FrameHeads):
             return
         predictor = self.detector.predictor
+        if self.policy.outcome_model is not None:
+            self.policy.outcome_model.load_state_dict(predictor.state_dict())
+            log.info("policy heads read phase I's predictor's outcome for each action")
+        which = self.config.ppo.init_encoder
+        if not which:
+            return
         if which == "predictor":
             self.policy.adopt_encoder(predictor.query_encoder, predictor.question)
         else:

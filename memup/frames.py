@@ -184,6 +184,24 @@ class FrameEncoder(nn.Module):
         decoded = self.decoder(self.embed(self.cnn(frames))).view(-1, *self.thumbnail_shape)
         return nn.functional.mse_loss(decoded, nn.functional.avg_pool2d(frames, THUMBNAIL_POOL))
 
+    def every_action(self, records: torch.Tensor) -> torch.Tensor:
+        """Query view of each action: ``[..., record_width]`` → ``[..., A, out_dim]``, the
+        frame's embedding (one CNN pass) beside every action's one-hot.
+
+        Raises:
+            ValueError: this is the memory's view (``read="input"``), which has no action
+                taken to vary.
+        """
+        if self.read != "query":
+            raise ValueError("every_action is the predictor's view: build it with read='query'")
+        lead = records.shape[:-1]
+        flat = records.reshape(-1, records.shape[-1])
+        embedded = self.embed(self.cnn(self._frames(flat)))
+        n, a = len(flat), self.n_actions
+        actions = torch.eye(a, device=flat.device).expand(n, a, a)
+        out = torch.cat([embedded[:, None].expand(n, a, embedded.shape[-1]), actions], dim=-1)
+        return out.reshape(*lead, a, self.out_dim)
+
     def forward(self, records: torch.Tensor) -> torch.Tensor:
         """``[..., record_width]`` uint8 → ``[..., out_dim]`` float32."""
         lead = records.shape[:-1]

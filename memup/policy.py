@@ -17,6 +17,7 @@ from torch import nn
 
 from memup.frames import FrameEncoder
 from memup.memory import State, zero_state
+from memup.predictor import QuestionPredictor
 
 
 def orthogonal_linear(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
@@ -98,15 +99,28 @@ class FrameHeads(nn.Module):
     concat-only MLP must first discover. :meth:`adopt_encoder` starts the CNN (and ``W``)
     from a trained predictor's, so the heads begin with features that already tell the
     items apart.
+
+    With an ``outcome_model`` (phase I's predictor, frozen: it and the frozen memory were
+    trained together) the heads also read its prediction of each action's outcome,
+    ``q(y | m_t, frame_t, a)`` for every ``a``, and add ``gain · prediction`` to the logits
+    (``gain`` learned, starting at 0): the predictor has already solved the colour XOR
+    that a fresh policy would have to discover again from PPO's far noisier signal.
     """
 
     def __init__(self, memory_dim: int, frame_shape: tuple[int, int, int], n_actions: int,
-                 hidden: int = 256, cnn: str = "small", interaction: bool = False) -> None:
+                 hidden: int = 256, cnn: str = "small", interaction: bool = False,
+                 outcome_model: QuestionPredictor | None = None) -> None:
         super().__init__()
         self.encoder = FrameEncoder(frame_shape, n_actions, "input", cnn)
         self.embed_dim = self.encoder.embed[0].out_features
         self.question = nn.Linear(self.embed_dim, memory_dim) if interaction else None
         width = memory_dim * (2 if interaction else 1) + self.encoder.out_dim
+        self.outcome_model = outcome_model
+        self.outcome_gain = None
+        if outcome_model is not None:
+            outcome_model.requires_grad_(False)
+            self.outcome_gain = nn.Parameter(torch.zeros(()))
+            width += n_actions
         self.heads = PolicyHeads(width, n_actions, hidden=hidden)
         self.n_actions = n_actions
 
@@ -119,7 +133,19 @@ class FrameHeads(nn.Module):
         parts = [features, frame]
         if self.question is not None:
             parts.append(features * self.question(frame[..., : self.embed_dim]))
-        return self.heads(torch.cat(parts, dim=-1))
+        if self.outcome_model is None:
+            return self.heads(torch.cat(parts, dim=-1))
+        outcomes = self.predicted_outcomes(features, records)
+        logits, values = self.heads(torch.cat([*parts, outcomes], dim=-1))
+        return logits + self.outcome_gain * outcomes, values
+
+    @torch.no_grad()
+    def predicted_outcomes(self, features: torch.Tensor, records: torch.Tensor) -> torch.Tensor:
+        """``[..., A]``: the frozen outcome model's prediction for each action."""
+        if self.outcome_model is None:
+            raise ValueError("these heads were built without an outcome model")
+        self.outcome_model.eval()
+        return self.outcome_model.every_action(features, records)
 
     @torch.no_grad()
     def adopt_encoder(self, source: FrameEncoder, question: nn.Linear | None = None) -> None:

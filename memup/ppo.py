@@ -139,7 +139,7 @@ class PPOTrainer:
         model: has ``forward_sequence(inputs [N, T, ...], mask [N, T]) -> (logits, values)``.
         config: PPO hyper-parameters.
         device: where batches are moved for training.
-        params: trained parameters (default: all of ``model``'s), e.g. heads only.
+        params: trained parameters (default: ``model``'s that require grad), e.g. heads only.
     """
 
     def __init__(self, model: nn.Module, config: PPOConfig, device: torch.device | str = "cpu",
@@ -147,7 +147,9 @@ class PPOTrainer:
         self.model = model
         self.config = config
         self.device = device
-        self.params = list(model.parameters()) if params is None else list(params)
+        if params is None:  # frozen parts (requires_grad False) are not the optimiser's
+            params = [p for p in model.parameters() if p.requires_grad]
+        self.params = list(params)
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
         self.updates = 0
 

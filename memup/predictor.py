@@ -38,7 +38,24 @@ class QuestionPredictor(nn.Module):
         self, memory: torch.Tensor, queries: torch.Tensor, context: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Predicts y_k for N (m_t, x_k) pairs: memory ``[N, H]``, queries ``[N, Dq]``."""
-        question = self.question(self.query_encoder(queries))
+        return self._answer(memory, self.question(self.query_encoder(queries)))
+
+    def every_action(self, memory: torch.Tensor, records: torch.Tensor) -> torch.Tensor:
+        """Predicts y for each action at once: memory ``[..., H]``, image step records
+        ``[..., W]`` → ``[..., A]`` (the frame is encoded once, then asked about each action).
+
+        Phase II policies read this as "what each action would lead to, given the memory".
+
+        Raises:
+            TypeError: the query encoder does not read image step records.
+        """
+        every = getattr(self.query_encoder, "every_action", None)
+        if every is None or self.out_dim != 1:
+            raise TypeError("every_action needs a FrameEncoder query encoder and one output")
+        question = self.question(every(records))  # [..., A, H]
+        return self._answer(memory.unsqueeze(-2).expand_as(question), question)
+
+    def _answer(self, memory: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
         parts = [memory, question, memory * question] if self.interaction else [memory, question]
         out = self.head(torch.cat(parts, dim=-1))
         return out.squeeze(-1) if self.out_dim == 1 else out

@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from common.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,12 +79,17 @@ def test_eval_reports_per_colour_results_and_records_a_gif(trained: Path,
 
 def test_a_new_run_starts_ppo_on_a_trained_memory(trained: Path, tmp_path: Path) -> None:
     run = up(tmp_path, "tc-reuse", f"learner.init_memory={trained}",
-             "ppo.init_encoder=predictor", "ppo.interaction=true")
+             "ppo.init_encoder=predictor", "ppo.interaction=true", "ppo.outcome_features=true")
     assert not [r for r in records(run) if r["phase"] == 1]  # phase I skipped
     assert [r for r in records(run) if r["phase"] == 2]
     log = (run / "logs" / "learner.log").read_text()
     assert "starting from the memory of" in log and "(30 MemUP updates there)" in log
     assert "policy frame CNN starts from phase I's predictor CNN" in log
+    # The heads' outcome model is the source run's EMA predictor, unchanged by PPO.
+    source = load_checkpoint(trained / "checkpoints" / "learner.pt")
+    reused = load_checkpoint(run / "checkpoints" / "learner.pt")
+    for key, value in source["detector"]["predictor"].items():
+        assert torch.equal(reused["policy"][f"outcome_model.{key}"], value), key
 
 
 def test_ppo_lstm_baseline_runs_on_frames(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Phase II policy heads that read m_t ⊙ W·CNN(frame) and start from phase I's frame CNN."""
+"""Phase II policy heads that read m_t ⊙ W·CNN(frame), start from phase I's frame CNN, and
+read phase I's predictor's outcome of every action."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import torch
 from common.config import ConfigError, load_config
 from common.models import memory_nets, policy_model
 from common.tasks import task_spec
-from memup.frames import FrameEncoder
+from memup.frames import TAIL_BYTES, FrameEncoder
 from memup.policy import FrameHeads
+from memup.ppo import PPOConfig, PPOTrainer
 
 TWO_COLORS = ["task.env=two-colors", "memup.hidden=16", "ppo.frame_features=true",
               "ppo.hidden=32"]
@@ -72,4 +74,55 @@ def test_a_cnn_of_another_size_is_refused() -> None:
 def test_policy_encoder_settings_that_cannot_apply_are_config_errors(
         overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+OUTCOMES = [*TWO_COLORS, "ppo.outcome_features=true"]
+
+
+def test_the_predictor_answers_for_every_action_from_one_frame_encoding() -> None:
+    predictor = memory_nets(load_config(overrides=OUTCOMES)).predictor
+    records, memory = _records(3, 2), torch.randn(3, 16)
+    with torch.no_grad():
+        every = predictor.every_action(memory, records)
+        one_by_one = []
+        for action in range(8):
+            asked = records.clone()
+            asked[:, -TAIL_BYTES + 1] = action  # the action byte the predictor reads
+            one_by_one.append(predictor(memory, asked))
+    assert every.shape == (3, 8)
+    assert torch.allclose(every, torch.stack(one_by_one, dim=-1), atol=1e-6)
+    with pytest.raises(ValueError, match="predictor's view"):
+        FrameEncoder((3, 64, 112), 8, "input").every_action(records)
+
+
+def test_outcome_heads_read_a_frozen_predictor_through_a_learned_gain() -> None:
+    config = load_config(overrides=OUTCOMES)
+    heads = policy_model(config)
+    assert isinstance(heads, FrameHeads) and heads.outcome_model is not None
+    heads.outcome_model.load_state_dict(memory_nets(config).predictor.state_dict())
+    records, memory = _records(4, 3), torch.randn(4, 16)
+    trained = PPOTrainer(heads, PPOConfig()).params
+    assert heads.outcome_gain is not None and any(p is heads.outcome_gain for p in trained)
+    assert not any(p is q for p in trained for q in heads.outcome_model.parameters())
+    outcomes = heads.predicted_outcomes(memory, records)
+    with torch.no_grad():
+        logits, _ = heads(memory, records)
+        heads.outcome_gain.fill_(2.0)
+        raised, _ = heads(memory, records)
+    assert torch.allclose(raised - logits, 2.0 * outcomes, atol=1e-5)
+    # The outcome model's answers reach the logits through the gain with grad: PPO moves it.
+    logits, _ = heads(memory, records)
+    logits.sum().backward()
+    assert heads.outcome_gain.grad is not None and heads.outcome_gain.grad != 0
+    assert all(p.grad is None for p in heads.outcome_model.parameters())
+
+
+@pytest.mark.parametrize("overrides", [
+    ["task.env=two-colors", "ppo.outcome_features=true"],
+    [*OUTCOMES, "ppo.mode=joint"],
+])
+def test_outcome_features_without_a_frozen_image_memory_are_config_errors(
+        overrides: list[str]) -> None:
+    with pytest.raises(ConfigError, match="outcome_features reads phase I"):
         load_config(overrides=overrides)
