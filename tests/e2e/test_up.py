@@ -1,7 +1,10 @@
 """End to end: `memup up` on T-Maze-LNR-20 — embedded Redis, 2 actors, a scorer, a learner.
 
 Every part is real: a redis-server process, role subprocesses, ZeroMQ over loopback TCP.
-The run must pass phase I (memory) and phase II (PPO) on its own within the time limit.
+The run must pass phase I (memory) and phase II (PPO) on its own within the time limit. The
+limit is far above the usual minute: under the full suite on two cores phase I once sat on
+the clue-XOR saddle past an earlier 4-minute cap (accuracy 0.0), which is slowness, not a
+broken pipeline.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_memup_up_trains_memory_then_policy(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "cli.main", "up", "--config", "configs/up_tmaze_lnr_20.toml",
-         "--set", f"run.dir={tmp_path}", "--max-minutes", "4"],
-        cwd=ROOT, capture_output=True, text=True, timeout=330)
+         "--set", f"run.dir={tmp_path}", "--max-minutes", "8"],
+        cwd=ROOT, capture_output=True, text=True, timeout=570)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "tmaze-lnr-20"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -108,7 +111,7 @@ def test_a_killed_learner_is_restarted_and_resumes(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "up", "--config", "configs/up_tmaze_lnr_20.toml",
          "--set", f"run.dir={tmp_path}", "--set", "run.name=killed",
-         "--set", "learner.checkpoint_every_s=2", "--max-minutes", "4"],
+         "--set", "learner.checkpoint_every_s=2", "--max-minutes", "8"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "killed"
     checkpoint = run / "checkpoints" / "learner.pt"
@@ -121,7 +124,7 @@ def test_a_killed_learner_is_restarted_and_resumes(tmp_path: Path) -> None:
                           capture_output=True, text=True).stdout.split()
     assert len(pids) == 1, pids
     os.kill(int(pids[0]), signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=300)
+    _, stderr = proc.communicate(timeout=540)
     assert proc.returncode == 0, stderr[-3000:]
     log = (run / "logs" / "learner.log").read_text()
     assert log.count("resumed from") == 1
