@@ -73,6 +73,12 @@ class PolicyHeads(nn.Module):
         return self(x)
 
 
+OUTCOME_GAIN_SCALE = 10.0
+"""The outcome gain is ``10 · g``: Adam moves ``g`` by about ``lr`` per step whatever its
+gradient, and a useful gain (a few logits per unit of predicted reward) would otherwise take
+thousands of PPO minibatch steps to reach."""
+
+
 @dataclass
 class FramePolicyInputs:
     """What :class:`FrameHeads` reads per step: m_t and the step's record."""
@@ -103,8 +109,9 @@ class FrameHeads(nn.Module):
     With an ``outcome_model`` (phase I's predictor, frozen: it and the frozen memory were
     trained together) the heads also read its prediction of each action's outcome,
     ``q(y | m_t, frame_t, a)`` for every ``a``, and add ``gain · prediction`` to the logits
-    (``gain`` learned, starting at 0): the predictor has already solved the colour XOR
-    that a fresh policy would have to discover again from PPO's far noisier signal.
+    (``gain`` learned, starting at 0, see :data:`OUTCOME_GAIN_SCALE`): the predictor has
+    already solved the colour XOR that a fresh policy would have to discover again from
+    PPO's far noisier signal.
     """
 
     def __init__(self, memory_dim: int, frame_shape: tuple[int, int, int], n_actions: int,
@@ -137,7 +144,7 @@ class FrameHeads(nn.Module):
             return self.heads(torch.cat(parts, dim=-1))
         outcomes = self.predicted_outcomes(features, records)
         logits, values = self.heads(torch.cat([*parts, outcomes], dim=-1))
-        return logits + self.outcome_gain * outcomes, values
+        return logits + OUTCOME_GAIN_SCALE * self.outcome_gain * outcomes, values
 
     @torch.no_grad()
     def predicted_outcomes(self, features: torch.Tensor, records: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from common.config import ConfigError, load_config
 from common.models import memory_nets, policy_model
 from common.tasks import task_spec
 from memup.frames import TAIL_BYTES, FrameEncoder
-from memup.policy import FrameHeads
+from memup.policy import OUTCOME_GAIN_SCALE, FrameHeads
 from memup.ppo import PPOConfig, PPOTrainer
 
 TWO_COLORS = ["task.env=two-colors", "memup.hidden=16", "ppo.frame_features=true",
@@ -110,7 +110,7 @@ def test_outcome_heads_read_a_frozen_predictor_through_a_learned_gain() -> None:
         logits, _ = heads(memory, records)
         heads.outcome_gain.fill_(2.0)
         raised, _ = heads(memory, records)
-    assert torch.allclose(raised - logits, 2.0 * outcomes, atol=1e-5)
+    assert torch.allclose(raised - logits, 2.0 * OUTCOME_GAIN_SCALE * outcomes, atol=1e-4)
     # The outcome model's answers reach the logits through the gain with grad: PPO moves it.
     logits, _ = heads(memory, records)
     logits.sum().backward()
