@@ -28,7 +28,7 @@ from common.config import ClusterConfig
 from common.metrics import LearnerMetrics
 from common.models import DETECTOR, POLICY, flatten, memory_nets, policy_model
 from common.runlog import RunLog
-from common.tasks import task_spec
+from common.tasks import PICKUP_ABOVE, task_spec
 from common.weights import publish_weights, weights_version
 from learner.feed import SegmentFeed
 from learner.rollouts import rollout_batch
@@ -264,10 +264,17 @@ class Learner:
         self.metrics.success_ratio.set(success)
         self.publish(POLICY)
         self.on_update()
-        return {**stats, "success": success, "episodes": len(rollouts),
-                "mean_return": float(np.mean(returns)),
-                "mean_steps": float(np.mean([len(r.arrays["reward"]) for r in rollouts])),
-                "lag": version - min(r.policy_version for r in rollouts)}
+        out = {**stats, "success": success, "episodes": len(rollouts),
+               "mean_return": float(np.mean(returns)),
+               "mean_steps": float(np.mean([len(r.arrays["reward"]) for r in rollouts])),
+               "lag": version - min(r.policy_version for r in rollouts)}
+        if self.spec.frames:  # Two-Colors: whether the policy picks the right items
+            rewards = np.concatenate([r.arrays["reward"] for r in rollouts])
+            out["good_pickups"] = int(np.sum(rewards > PICKUP_ABOVE))
+            out["bad_pickups"] = int(np.sum(rewards < -PICKUP_ABOVE))
+        if isinstance(self.policy, FrameHeads) and self.policy.outcome_weight is not None:
+            out["outcome_gain"] = float(self.policy.outcome_weight)
+        return out
 
     def run_phase_two(self) -> None:
         p = self.config.ppo

@@ -144,7 +144,12 @@ class FrameHeads(nn.Module):
             return self.heads(torch.cat(parts, dim=-1))
         outcomes = self.predicted_outcomes(features, records)
         logits, values = self.heads(torch.cat([*parts, outcomes], dim=-1))
-        return logits + OUTCOME_GAIN_SCALE * self.outcome_gain * outcomes, values
+        return logits + self.outcome_weight * outcomes, values
+
+    @property
+    def outcome_weight(self) -> torch.Tensor | None:
+        """The learned gain of the predicted outcomes in the logits (None without them)."""
+        return None if self.outcome_gain is None else OUTCOME_GAIN_SCALE * self.outcome_gain
 
     @torch.no_grad()
     def predicted_outcomes(self, features: torch.Tensor, records: torch.Tensor) -> torch.Tensor:
