@@ -163,6 +163,10 @@ class FrameEncoder(nn.Module):
         """``[N, record_width]`` uint8 → ``[N, C, H, W]`` float32 in [0, 1]."""
         return flat[:, : self.frame_bytes].reshape(-1, *self.frame_shape).float() / 255.0
 
+    def _embedding(self, flat: torch.Tensor) -> torch.Tensor:
+        """``[N, record_width]`` uint8 → ``[N, embed]``: the CNN embedding of the frames."""
+        return self.embed(self.cnn(self._frames(flat)))
+
     def reconstruction_loss(self, records: torch.Tensor, count: int) -> torch.Tensor:
         """Squared error of the thumbnails decoded from the embeddings of ``count`` random
         rows of ``records`` (``[..., record_width]``), against the frames' own thumbnails.
@@ -196,7 +200,7 @@ class FrameEncoder(nn.Module):
             raise ValueError("every_action is the predictor's view: build it with read='query'")
         lead = records.shape[:-1]
         flat = records.reshape(-1, records.shape[-1])
-        embedded = self.embed(self.cnn(self._frames(flat)))
+        embedded = self._embedding(flat)
         n, a = len(flat), self.n_actions
         actions = torch.eye(a, device=flat.device).expand(n, a, a)
         out = torch.cat([embedded[:, None].expand(n, a, embedded.shape[-1]), actions], dim=-1)
@@ -206,7 +210,7 @@ class FrameEncoder(nn.Module):
         """``[..., record_width]`` uint8 → ``[..., out_dim]`` float32."""
         lead = records.shape[:-1]
         flat = records.reshape(-1, records.shape[-1])
-        parts = [self.embed(self.cnn(self._frames(flat)))]
+        parts = [self._embedding(flat)]
         column = self.frame_bytes + (0 if self.read == "input" else 1)
         action = flat[:, column].long().clamp(max=self.n_actions)  # 255 (none) → all zeros
         parts.append(nn.functional.one_hot(action, self.n_actions + 1)[:, :-1].float())
