@@ -166,6 +166,9 @@ class PpoConfig:
     #: frame_features, frozen mode: the heads also read phase I's frozen predictor's outcome
     #: for each action, q(y | m_t, frame_t, a), and add gain * it to the logits
     outcome_features: bool = False
+    #: the policy starts at these relative action weights instead of uniform ("": uniform),
+    #: e.g. actor.random_action_weights, so that PPO explores as phase I's data policy does
+    action_prior: str = ""
     memup_updates_per_ppo: int = 50  #: joint mode
     soft_keep: float = 0.9  #: joint mode: policy memory <- keep*policy + (1-keep)*memup
     target_success: float = 0.95  #: the run stops when this success rate is reached
@@ -344,13 +347,14 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
                           "frame CNN: it needs ppo.frame_features = true, ppo.mode = \"frozen\" "
                           "and an image task")
     action_weights(config.actor.random_action_weights)
+    action_weights(config.ppo.action_prior, "ppo.action_prior")
     return config
 
 
-def action_weights(text: str) -> tuple[float, ...]:
-    """``actor.random_action_weights`` as numbers: () for "" (uniform), else comma-separated
-    non-negative weights, not all zero (their count is checked against the task's actions
-    where the policy is built).
+def action_weights(text: str, field: str = "actor.random_action_weights") -> tuple[float, ...]:
+    """Relative action weights, the text of config ``field``: () for "" (uniform), else
+    comma-separated non-negative weights, not all zero (their count is checked against the
+    task's actions where the policy is built).
 
     Raises:
         ConfigError: anything else.
@@ -362,6 +366,6 @@ def action_weights(text: str) -> tuple[float, ...]:
     except ValueError:
         weights = ()
     if not weights or any(not 0 <= w < float("inf") for w in weights) or sum(weights) <= 0:
-        raise ConfigError(f"actor.random_action_weights {text!r}: use comma-separated "
+        raise ConfigError(f"{field} {text!r}: use comma-separated "
                           "non-negative numbers, one per action, e.g. \"1,1,4,0.25,2,0.25,2,0.25\"")
     return weights

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from common.config import ClusterConfig
+from common.config import ClusterConfig, ConfigError, action_weights
 from common.tasks import task_spec
 from memup.frames import FrameEncoder
 from memup.networks import TaskNets, tmaze_nets, two_colors_nets
@@ -39,7 +39,25 @@ def memory_nets(config: ClusterConfig) -> TaskNets:
 
 
 def policy_model(config: ClusterConfig) -> nn.Module:
-    """Heads on the memory output (frozen / joint) or the PPO-LSTM baseline (lstm)."""
+    """Heads on the memory output (frozen / joint) or the PPO-LSTM baseline (lstm), starting
+    at ``ppo.action_prior`` when it is set.
+
+    Raises:
+        ConfigError: ``ppo.action_prior`` has not one weight per action of the task.
+    """
+    policy = _policy_network(config)
+    prior = action_weights(config.ppo.action_prior, "ppo.action_prior")
+    if prior:
+        heads = policy if isinstance(policy, PolicyHeads) else policy.heads
+        try:
+            heads.set_action_prior(prior)
+        except ValueError as error:
+            raise ConfigError(f"ppo.action_prior: {error}") from None
+    return policy
+
+
+def _policy_network(config: ClusterConfig) -> nn.Module:
+    """The policy network of ``config.ppo.mode``, at its default initialisation."""
     spec = task_spec(config)
     if config.ppo.mode == "lstm":
         if spec.frames:  # the baseline gets a CNN of the memory's shape, trained by PPO

@@ -10,6 +10,7 @@ end from the PPO loss, with truncated BPTT. Both expose the same
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,6 +66,24 @@ class PolicyHeads(nn.Module):
         """
         del records
         return self.policy(features), self.value(features).squeeze(-1)
+
+    @torch.no_grad()
+    def set_action_prior(self, weights: Sequence[float]) -> None:
+        """Starts the policy at the distribution of relative ``weights`` instead of uniform:
+        the output bias becomes their log-probabilities (the output weights are near zero).
+        PPO then explores as that distribution does, e.g. phase I's data policy walking
+        forward, and is free to move the bias away.
+
+        Raises:
+            ValueError: not one non-negative weight per action, or all zero.
+        """
+        w = torch.tensor([float(x) for x in weights], dtype=torch.float32)
+        if w.numel() != self.n_actions or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise ValueError(f"action prior {list(weights)}: need {self.n_actions} "
+                             f"non-negative weights, not all zero")
+        # A zero weight becomes a very unlikely action, not an impossible one: log(0) = -inf
+        # would make its gradient NaN.
+        self.policy[-1].bias.copy_(torch.log((w / w.sum()).clamp_min(1e-4)))
 
     def forward_sequence(self, x: torch.Tensor,
                          mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
