@@ -17,7 +17,7 @@ from torch import nn
 from common.config import ClusterConfig, ConfigError, action_weights
 from common.tasks import task_spec
 from memup.frames import FrameEncoder
-from memup.networks import TaskNets, tmaze_nets, two_colors_nets
+from memup.networks import TaskNets, tmaze_nets, two_colors_nets, two_colors_predictor
 from memup.policy import FrameHeads, LstmPolicy, PolicyHeads
 
 DETECTOR = "detector"
@@ -67,8 +67,11 @@ def _policy_network(config: ClusterConfig) -> nn.Module:
                               encoder=encoder)
         return LstmPolicy(spec.input_dim, spec.n_actions, tbptt=config.ppo.tbptt)
     if spec.frames and config.ppo.frame_features:
-        # The outcome model is a copy of the predictor's shape; the learner loads phase I's.
-        outcome_model = memory_nets(config).predictor if config.ppo.outcome_features else None
+        # The outcome model has the predictor's shape; the learner loads phase I's.
+        m = config.memup
+        outcome_model = two_colors_predictor(
+            m.hidden, spec.obs_shape, spec.n_actions, m.cnn,  # type: ignore[arg-type]
+            m.interaction, m.reconstruction > 0) if config.ppo.outcome_features else None
         return FrameHeads(config.memup.hidden, spec.obs_shape, spec.n_actions,  # type: ignore[arg-type]
                           hidden=config.ppo.hidden, cnn=config.memup.cnn,
                           interaction=config.ppo.interaction,

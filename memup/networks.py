@@ -79,7 +79,15 @@ def two_colors_nets(hidden: int = 128, frame_shape: tuple[int, int, int] = (3, 6
     """
     memory = Memory(FrameEncoder(frame_shape, n_actions, "input", cnn, reconstruct), hidden,
                     chrono_horizon=chrono_horizon)
-    predictor = QuestionPredictor(
+    predictor = two_colors_predictor(hidden, frame_shape, n_actions, cnn, interaction,
+                                     reconstruct)
+    return TaskNets(memory, predictor, "regression")
+
+
+def two_colors_predictor(hidden: int, frame_shape: tuple[int, int, int], n_actions: int,
+                         cnn: str, interaction: bool, reconstruct: bool) -> QuestionPredictor:
+    """The predictor of :func:`two_colors_nets` alone: m_t of width ``hidden`` and the
+    target frame's own CNN embedding and action → reward."""
+    return QuestionPredictor(
         hidden, FrameEncoder(frame_shape, n_actions, "query", cnn, reconstruct),
         hidden=256, interaction=interaction)
-    return TaskNets(memory, predictor, "regression")
