@@ -317,3 +317,20 @@ def test_cli_scenario_and_bench_env(tmp_path, capsys: pytest.CaptureFixture[str]
     assert result["frames_per_s_wall"] == pytest.approx(2 * result["steps_per_s_wall"], rel=1e-3)
     assert main(["bench", "env", "--env", "tmaze", "--steps", "200"]) == 0
     assert "agent steps/s" in capsys.readouterr().out
+
+
+def test_bench_env_reports_what_a_weighted_policy_picks_up(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    # the damaging floor ends a random episode near step 95, so 400 steps end a few
+    assert main(["bench", "env", "--steps", "400", "--action-weights",
+                 "1,1,4,0.25,2,0.25,2,0.25", "--hold", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["hold"] == 3 and result["action_weights"][2] == 4.0
+    assert result["episodes_ended"] >= 2
+    assert result["mean_return"] > 0 and result["pickups_per_episode"] >= 0
+    with pytest.raises(SystemExit, match="need 8"):
+        main(["bench", "env", "--steps", "10", "--action-weights", "1,2"])
+    with pytest.raises(SystemExit, match="--action-weights"):
+        main(["bench", "env", "--steps", "10", "--action-weights", "1,x"])
