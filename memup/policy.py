@@ -79,8 +79,8 @@ class PolicyHeads(nn.Module):
         """
         w = torch.tensor([float(x) for x in weights], dtype=torch.float32)
         if w.numel() != self.n_actions or bool((w < 0).any()) or float(w.sum()) <= 0:
-            raise ValueError(f"action prior {list(weights)}: need {self.n_actions} "
-                             f"non-negative weights, not all zero")
+            raise ValueError(f"need {self.n_actions} non-negative weights, one per action, "
+                             f"not all zero; got {list(weights)}")
         # A zero weight becomes a very unlikely action, not an impossible one: log(0) = -inf
         # would make its gradient NaN.
         self.policy[-1].bias.copy_(torch.log((w / w.sum()).clamp_min(1e-4)))
