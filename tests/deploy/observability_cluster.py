@@ -184,11 +184,14 @@ def run_prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
                 break
         assert proc is not None and proc.poll() is None, \
             f"prometheus did not start:\n{log.read_text()[-3000:]}"
-        # Data to query: env steps counted, over at least two scrapes.
+        # Data to query: env steps counted by every actor over at least two scrapes each.
+        # On a busy 2-core machine one actor's scrape can time out while the other's lands,
+        # so waiting for the sum alone let a test see one actor's rate and not the other's.
+        actors = sum(1 for name in cluster.ports if name.startswith("actor-"))
         deadline = time.monotonic() + PROM_TIMEOUT_S
         while time.monotonic() < deadline:
-            steps = server.scalar("sum(rate(memup_actor_env_steps_total[15s]))")
-            if steps:
+            rates = server.query("rate(memup_actor_env_steps_total[15s]) > 0")
+            if len({s["metric"]["instance"] for s in rates}) == actors:
                 break
             time.sleep(1)
         yield server
