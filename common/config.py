@@ -128,6 +128,10 @@ class MemupConfig:
     lanes: int = 64
     rollout: int = 20
     frequency: int = 1
+    #: a lane leaves its episode for a new one after this many steps (0: walks it to the
+    #: end), so early steps (e.g. those that saw Two-Colors' pillar) are more of each batch;
+    #: targets still come from the whole episode
+    lane_horizon: int = 0
     lr: float = 5e-3
     ema_decay: float = 0.995
     target_accuracy: float = 0.99  #: phase I ends when the detector's accuracy reaches this
@@ -332,6 +336,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     if m.reconstruction > 0 and config.task.env != "two-colors":
         raise ConfigError(f"memup.reconstruction {m.reconstruction}: only image tasks "
                           f"(task.env = \"two-colors\") have frames to reconstruct; set it to 0")
+    if m.lane_horizon and not m.rollout <= m.lane_horizon:
+        raise ConfigError(f"memup.lane_horizon {m.lane_horizon}: use 0 (whole episodes) or at "
+                          f"least one rollout (memup.rollout = {m.rollout})")
     p = config.ppo
     if p.init_encoder not in INIT_ENCODERS:
         raise ConfigError(f"ppo.init_encoder {p.init_encoder!r}: use one of "

@@ -181,6 +181,9 @@ class SegmentFeed:
             # The lane's next position; the server answers an offset past the end with a new
             # episode, so the learner needs no episode lengths.
             lane.episode, lane.offset = seg.episode, end
+            horizon = self.config.memup.lane_horizon
+            if horizon and end >= horizon:  # over-sample early steps: a new episode next
+                lane.episode, lane.offset = None, 0
             lane.segment, lane.sent = None, None
         self.request_next()
         return collate(slices, fresh, self.config.memup.rollout)

@@ -180,3 +180,47 @@ def test_lost_segment_is_served_again_and_trained_once(
         server_thread.join(5)
         proxy.finish()
         feed.close()
+
+
+def test_lanes_leave_episodes_at_the_horizon(
+        redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    """With ``memup.lane_horizon`` two rollouts, lanes walk offsets 0 and 5 of episodes
+    longer than that, then start new ones: the early steps are all of every batch."""
+    r, run, url = redis_client, "feed-horizon", redis_server.url
+    config = make_config(run, url, f"memup.lanes={LANES}", f"memup.rollout={ROLLOUT}",
+                         f"memup.lane_horizon={2 * ROLLOUT}", "scorer.bind_host=127.0.0.1",
+                         "scorer.advertise_host=127.0.0.1")
+    played = play_episodes(config, 40, seed=22)
+    publish(r, config, played)
+    lengths = {done.episode: done.length for _, done in played}
+    assert min(lengths.values()) > 2 * ROLLOUT  # a walk to the end would reach offset 10
+    scorer_metrics = ScorerMetrics()
+    scoring = ScoringLoop(config, "scorer-0", connect(url), scorer_metrics, threading.Event())
+    with torch_threads(1):
+        wait_for(lambda: scoring.tick() >= 0 and len(marked(r, run)) == len(played), 30,
+                 "every episode scored into the replay window", interval=0)
+    server_stop = threading.Event()
+    server = SegmentServer(config, "scorer-0", connect(url), scorer_metrics, server_stop)
+    server_thread = threading.Thread(target=server.run, name="segment-server", daemon=True)
+    server_thread.start()
+    feed = SegmentFeed(config, connect(url), LearnerMetrics())
+    try:
+        wait_for(lambda: feed.discover(force=True) == 1, 10, "the advertised endpoint")
+        walked: list[list[tuple[str | None, int]]] = []
+        for _ in range(6):
+            batch = feed.next_batch(timeout_s=10)
+            assert batch is not None, "no full batch within 10 s"
+            walked.append([(lane.last_episode, int(batch.fresh[b]))
+                           for b, lane in enumerate(feed.lanes)])
+            # After the second rollout of an episode the lane asks for a new one.
+            for lane in feed.lanes:
+                assert (lane.episode, lane.offset) in {(lane.last_episode, ROLLOUT), (None, 0)}
+        for b in range(LANES):
+            fresh = [row[b][1] for row in walked]
+            assert fresh == [1, 0, 1, 0, 1, 0], (b, fresh)  # new episode every two batches
+            episodes = [row[b][0] for row in walked]
+            assert all(episodes[i] == episodes[i + 1] for i in (0, 2, 4)), episodes
+    finally:
+        server_stop.set()
+        server_thread.join(5)
+        feed.close()

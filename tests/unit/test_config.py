@@ -46,6 +46,8 @@ def test_unrelated_environment_variables_are_ignored() -> None:
     (["actor.random_action_weights=0,0"], "comma-separated non-negative numbers"),
     (["task.outcome_skip=-1"], "outcome_skip >= 0"),
     (["task.outcome_steps=0"], "outcome_steps >= 1"),
+    (["memup.rollout=20", "memup.lane_horizon=10"], "lane_horizon 10: use 0"),
+    (["memup.lane_horizon=-5"], "lane_horizon -5: use 0"),
 ])
 def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=needle):
