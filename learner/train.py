@@ -239,6 +239,8 @@ class Learner:
         memory = None if p.mode == "lstm" else self.policy_memory
         batch = rollout_batch(rollouts, self.spec, memory, self.device,
                               with_records=isinstance(self.policy, FrameHeads))
+        if isinstance(self.policy, FrameHeads):
+            batch.inputs = self.policy.with_outcomes(batch.inputs)
         started = time.perf_counter()
         self.policy.train()
         stats = self.ppo.update(batch)

@@ -11,7 +11,7 @@ from common.config import ConfigError, load_config
 from common.models import memory_nets, policy_model
 from common.tasks import task_spec
 from memup.frames import TAIL_BYTES, FrameEncoder
-from memup.policy import OUTCOME_GAIN_SCALE, FrameHeads
+from memup.policy import OUTCOME_GAIN_SCALE, FrameHeads, FramePolicyInputs
 from memup.ppo import PPOConfig, PPOTrainer
 
 TWO_COLORS = ["task.env=two-colors", "memup.hidden=16", "ppo.frame_features=true",
@@ -116,6 +116,33 @@ def test_outcome_heads_read_a_frozen_predictor_through_a_learned_gain() -> None:
     logits.sum().backward()
     assert heads.outcome_gain.grad is not None and heads.outcome_gain.grad != 0
     assert all(p.grad is None for p in heads.outcome_model.parameters())
+
+
+def test_outcomes_computed_once_per_batch_give_the_same_logits_and_are_not_recomputed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(overrides=OUTCOMES)
+    heads = policy_model(config)
+    assert isinstance(heads, FrameHeads) and heads.outcome_model is not None
+    heads.outcome_model.load_state_dict(memory_nets(config).predictor.state_dict())
+    with torch.no_grad():
+        heads.outcome_gain.fill_(1.0)  # type: ignore[union-attr]
+    inputs = FramePolicyInputs(torch.randn(5, 6, 16), _records(30, 4).reshape(5, 6, -1))
+    prepared = heads.with_outcomes(inputs, episodes=2)  # three chunks of episodes
+    assert prepared.outcomes is not None and prepared.outcomes.shape == (5, 6, 8)
+    with torch.no_grad():
+        fresh, fresh_values = heads.forward_sequence(inputs)
+    calls = []
+    monkeypatch.setattr(heads.outcome_model, "every_action",
+                        lambda *args: calls.append(args) or torch.zeros(()))
+    index = torch.tensor([3, 0])
+    with torch.no_grad():
+        reused, reused_values = heads.forward_sequence(prepared)
+        part, _ = heads.forward_sequence(prepared[index])
+    assert not calls  # PPO's epochs and minibatches read the attached predictions
+    assert torch.allclose(fresh, reused, atol=1e-5) and torch.allclose(fresh_values, reused_values)
+    assert torch.allclose(part, fresh[index], atol=1e-5)
+    plain = policy_model(load_config(overrides=TWO_COLORS))
+    assert isinstance(plain, FrameHeads) and plain.with_outcomes(inputs) is inputs
 
 
 @pytest.mark.parametrize("overrides", [
