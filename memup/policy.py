@@ -187,8 +187,8 @@ class FrameHeads(nn.Module):
 
     def with_outcomes(self, inputs: FramePolicyInputs, episodes: int = 8) -> FramePolicyInputs:
         """``inputs`` with the outcome model's predictions attached, computed ``episodes``
-        at a time: the model is frozen, so PPO's epochs need not run it again per minibatch
-        (it was ~37 % of a minibatch step on CPU). Unchanged without an outcome model."""
+        at a time: the model is frozen, so PPO's epochs need not run its CNN over every
+        frame again in each minibatch. Unchanged without an outcome model."""
         if self.outcome_model is None:
             return inputs
         outcomes = torch.cat([self.predicted_outcomes(f, r) for f, r in
