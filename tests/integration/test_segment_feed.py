@@ -96,6 +96,14 @@ def _inputs(episodes: dict[str, dict[str, np.ndarray]], episode: str, offset: in
     return inputs[offset:offset + ROLLOUT]
 
 
+def _score_all(config, r: redis.Redis, url: str, played: list, metrics: ScorerMetrics) -> None:
+    """Scores every published episode into the replay window with a real ScoringLoop."""
+    scoring = ScoringLoop(config, "scorer-0", connect(url), metrics, threading.Event())
+    with torch_threads(1):
+        wait_for(lambda: scoring.tick() >= 0 and len(marked(r, config.run.name)) == len(played),
+                 30, "every episode scored into the replay window", interval=0)
+
+
 def test_lost_segment_is_served_again_and_trained_once(
         redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
     r, run, url = redis_client, "feed-lost-reply", redis_server.url
@@ -110,10 +118,7 @@ def test_lost_segment_is_served_again_and_trained_once(
     assert min(len(e["action"]) for e in episodes.values()) > 2 * ROLLOUT
 
     scorer_metrics, learner_metrics = ScorerMetrics(), LearnerMetrics()
-    scoring = ScoringLoop(config, "scorer-0", connect(url), scorer_metrics, threading.Event())
-    with torch_threads(1):
-        wait_for(lambda: scoring.tick() >= 0 and len(marked(r, run)) == len(played), 30,
-                 "every episode scored into the replay window", interval=0)
+    _score_all(config, r, url, played, scorer_metrics)
 
     server_stop = threading.Event()
     server = SegmentServer(config, "scorer-0", connect(url), scorer_metrics, server_stop)
@@ -195,10 +200,7 @@ def test_lanes_leave_episodes_at_the_horizon(
     lengths = {done.episode: done.length for _, done in played}
     assert min(lengths.values()) > 2 * ROLLOUT  # a walk to the end would reach offset 10
     scorer_metrics = ScorerMetrics()
-    scoring = ScoringLoop(config, "scorer-0", connect(url), scorer_metrics, threading.Event())
-    with torch_threads(1):
-        wait_for(lambda: scoring.tick() >= 0 and len(marked(r, run)) == len(played), 30,
-                 "every episode scored into the replay window", interval=0)
+    _score_all(config, r, url, played, scorer_metrics)
     server_stop = threading.Event()
     server = SegmentServer(config, "scorer-0", connect(url), scorer_metrics, server_stop)
     server_thread = threading.Thread(target=server.run, name="segment-server", daemon=True)
