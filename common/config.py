@@ -106,6 +106,9 @@ class ScorerConfig:
     chunk: int = 64
     top_k: int = 1  #: K most surprising future steps per step (the paper: top-1 + current)
     current: bool = True  #: the current step is a target too
+    #: top-K targets are peaks of their neighbourhood of this many steps each side (1: plain
+    #: top-K); set it to task.outcome_steps so one outcome does not take several targets
+    target_spacing: int = 1
     replay_episodes: int = 2000  #: replay window; evicted episodes' keys are deleted
     bind_host: str = "127.0.0.1"
     advertise_host: str = "127.0.0.1"
@@ -329,6 +332,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     if config.task.outcome_steps < 1 or config.task.outcome_skip < 0:
         raise ConfigError(f"task.outcome_steps {config.task.outcome_steps} / task.outcome_skip "
                           f"{config.task.outcome_skip}: use outcome_steps >= 1, outcome_skip >= 0")
+    if config.scorer.target_spacing < 1:
+        raise ConfigError(f"scorer.target_spacing {config.scorer.target_spacing}: use 1 (plain "
+                          f"top-K) or more (targets at least that many steps apart)")
     m = config.memup
     if m.reconstruction < 0 or m.reconstruction_frames < 1:
         raise ConfigError(f"memup.reconstruction {m.reconstruction} / memup.reconstruction_frames "

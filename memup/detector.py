@@ -101,11 +101,13 @@ class TargetRule:
         top_k: K of the time-dependent top-K over k ≥ t (0 for none).
         current: add the current step as a target.
         context: store the detector's predictor context on the episode (Copy memory phase).
+        spacing: top-K targets are peaks of their neighbourhood (``targets.spread_peaks``).
     """
 
     top_k: int = 1
     current: bool = True
     context: bool = False
+    spacing: int = 1
 
     @property
     def width(self) -> int:
@@ -123,7 +125,7 @@ def mark_episodes(episodes: list[Episode], rule: TargetRule, rng: np.random.Gene
         raise ValueError("a top-K or context rule needs a detector")
     surprise, contexts = (detector.score(episodes, keep_context=rule.context)
                           if needs_scores else (None, None))
-    top = top_k_future_batch(surprise, rule.top_k, rng) if rule.top_k > 0 else None
+    top = top_k_future_batch(surprise, rule.top_k, rng, rule.spacing) if rule.top_k > 0 else None
     for i, ep in enumerate(episodes):
         parts = []
         if top is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def top_k_future(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def top_k_future(scores: np.ndarray, k: int, rng: np.random.Generator,
+                 spacing: int = 1) -> np.ndarray:
     """For every step t, the K highest-scoring steps among k ≥ t (the current step included).
 
     Ties go to the later step. Where fewer than K steps remain (t > T-K) the list is padded
@@ -15,15 +16,16 @@ def top_k_future(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
         scores: ``[T]`` surprise of every step.
         k: targets per step.
         rng: for the padding.
+        spacing: see :func:`spread_peaks` (1: plain top-K).
 
     Returns:
         ``[T, K]`` int64 step indices.
     """
-    return top_k_future_batch([scores], k, rng)[0]
+    return top_k_future_batch([scores], k, rng, spacing)[0]
 
 
 def top_k_future_batch(
-    scores: list[np.ndarray], k: int, rng: np.random.Generator
+    scores: list[np.ndarray], k: int, rng: np.random.Generator, spacing: int = 1
 ) -> list[np.ndarray]:
     """:func:`top_k_future` for several episodes at once, vectorised across them.
 
@@ -37,6 +39,8 @@ def top_k_future_batch(
     padded = np.full((n, t_max), -np.inf)
     for b, s in enumerate(scores):
         padded[b, : len(s)] = s
+    if spacing > 1:
+        padded = spread_peaks(padded, spacing)
     if k == 1:
         rows = _suffix_argmax(padded)
         return [rows[b, : lengths[b], None] for b in range(n)]
@@ -62,6 +66,37 @@ def top_k_future_batch(
         _pad_short_rows(rows, lengths[b], k, rng)
         results.append(rows)
     return results
+
+
+def spread_peaks(padded: np.ndarray, spacing: int) -> np.ndarray:
+    """Demotes every step that is not the peak of its ``spacing``-neighbourhood.
+
+    One outcome can make several neighbouring steps surprising (an outcome summed over the
+    next n rewards labels n steps), and a plain top-K then spends its K targets on a couple
+    of outcomes. A step keeps its score if it beats the ``spacing - 1`` steps after it and
+    is not beaten by the ``spacing - 1`` before it (plateaus keep their last step); the
+    others drop below every kept step, their order unchanged, so they are chosen only where
+    a suffix holds fewer than K peaks.
+
+    Args:
+        padded: ``[B, T]`` scores, ``-inf`` past each episode's end.
+        spacing: the neighbourhood radius plus one; 1 changes nothing.
+
+    Returns:
+        ``[B, T]`` scores with the non-peaks demoted.
+    """
+    if spacing <= 1:
+        return padded
+    n, t_max = padded.shape
+    w = spacing - 1
+    edge = np.full((n, w), -np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.concatenate([edge, padded, edge], axis=1), w, axis=1).max(axis=-1)
+    before, after = windows[:, :t_max], windows[:, spacing:spacing + t_max]
+    peak = (padded >= before) & (padded > after)
+    finite = np.where(np.isfinite(padded), padded, np.nan)
+    span = np.nan_to_num(np.nanmax(finite, axis=1) - np.nanmin(finite, axis=1)) + 1.0
+    return np.where(peak | ~np.isfinite(padded), padded, padded - span[:, None])
 
 
 def _suffix_argmax(padded: np.ndarray) -> np.ndarray:

@@ -168,7 +168,8 @@ class ScoringLoop:
         sc, run = self.config.scorer, self.run_id
         pipe = self.r.pipeline(transaction=True)
         if surprise is not None:
-            top = (top_k_future_batch(surprise, sc.top_k, self.rng) if sc.top_k > 0 else None)
+            top = (top_k_future_batch(surprise, sc.top_k, self.rng, sc.target_spacing)
+                   if sc.top_k > 0 else None)
             for i, (_, done, ep) in enumerate(todo):
                 parts = ([top[i]] if top is not None else []) + (
                     [current_step(len(ep))] if sc.current else [])

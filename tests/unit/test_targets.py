@@ -9,6 +9,7 @@ from memup.targets import (
     compose,
     current_step,
     prediction_steps,
+    spread_peaks,
     top_k_future,
     top_k_future_batch,
 )
@@ -129,6 +130,37 @@ def test_batch_equals_per_episode_calls() -> None:
             for t in range(full, len(s)):
                 assert set(rows[t].tolist()) == set(single[t].tolist())
             check_against_brute(s, k, rows)
+
+
+def test_spacing_spends_the_targets_on_distinct_outcomes() -> None:
+    # Three outcomes, each making 4 neighbouring steps surprising (an outcome summed over 4
+    # rewards), the strongest first: plain top-3 takes 3 steps of the first outcome.
+    scores = np.array([0, 0, 1, 1, 1, 1, 0, 0, .9, .9, .9, .9, 0, .8, .8, .8, .8, .1])
+    plain = top_k_future(scores, 3, np.random.default_rng(0))
+    assert set(plain[0].tolist()) <= {2, 3, 4, 5}
+    spaced = top_k_future(scores, 3, np.random.default_rng(0), spacing=4)
+    assert sorted(spaced[0].tolist()) == [5, 11, 16]  # one step (the last) per outcome
+    # Past the last outcome's peak only demoted steps remain: they still fill the row.
+    assert np.all(spaced[14] >= 14) and len(set(spaced[14].tolist())) == 3
+
+
+def test_spread_peaks_keeps_peaks_and_the_order_of_the_rest() -> None:
+    rng = np.random.default_rng(3)
+    padded = np.full((2, 40), -np.inf)
+    padded[0] = rng.normal(size=40)
+    padded[1, :25] = rng.normal(size=25)
+    spread = spread_peaks(padded, 3)
+    for row, out in zip(padded, spread):
+        n = int(np.isfinite(row).sum())
+        peak = [all(row[t] >= row[u] for u in range(max(0, t - 2), t))
+                and all(row[t] > row[u] for u in range(t + 1, min(n, t + 3))) for t in range(n)]
+        np.testing.assert_array_equal(out[:n][peak], row[:n][peak])
+        assert out[:n][~np.array(peak)].max() < out[:n][peak].min()
+        rest = ~np.array(peak)
+        np.testing.assert_array_equal(np.argsort(out[:n][rest], kind="stable"),
+                                      np.argsort(row[:n][rest], kind="stable"))
+        assert np.all(np.isneginf(out[n:]))
+    np.testing.assert_array_equal(spread_peaks(padded, 1), padded)
 
 
 def reference_prediction_steps(start: int, end: int, f: int) -> list[int]:
