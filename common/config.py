@@ -106,8 +106,8 @@ class ScorerConfig:
     chunk: int = 64
     top_k: int = 1  #: K most surprising future steps per step (the paper: top-1 + current)
     current: bool = True  #: the current step is a target too
-    #: top-K targets are peaks of their neighbourhood of this many steps each side (1: plain
-    #: top-K); set it to task.outcome_steps so one outcome does not take several targets
+    #: top-K targets are peaks among the target_spacing - 1 steps each side (1: plain top-K);
+    #: set it to task.outcome_steps so that one outcome does not take several targets
     target_spacing: int = 1
     replay_episodes: int = 2000  #: replay window; evicted episodes' keys are deleted
     bind_host: str = "127.0.0.1"
