@@ -39,8 +39,7 @@ def top_k_future_batch(
     padded = np.full((n, t_max), -np.inf)
     for b, s in enumerate(scores):
         padded[b, : len(s)] = s
-    if spacing > 1:
-        padded = spread_peaks(padded, spacing)
+    padded = spread_peaks(padded, spacing)
     if k == 1:
         rows = _suffix_argmax(padded)
         return [rows[b, : lengths[b], None] for b in range(n)]

@@ -140,7 +140,7 @@ def test_spacing_spends_the_targets_on_distinct_outcomes() -> None:
     assert set(plain[0].tolist()) <= {2, 3, 4, 5}
     spaced = top_k_future(scores, 3, np.random.default_rng(0), spacing=4)
     assert sorted(spaced[0].tolist()) == [5, 11, 16]  # one step (the last) per outcome
-    # Past the last outcome's peak only demoted steps remain: they still fill the row.
+    # From step 14 one peak (16) remains: demoted steps fill the rest of the row.
     assert np.all(spaced[14] >= 14) and len(set(spaced[14].tolist())) == 3
 
 
