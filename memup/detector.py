@@ -113,6 +113,18 @@ class TargetRule:
     def width(self) -> int:
         return self.top_k + int(self.current)
 
+    def select(self, surprise: list[np.ndarray] | None, lengths: list[int],
+               rng: np.random.Generator) -> list[np.ndarray]:
+        """Each episode's targets ``[T, width]``: its top-K surprising future steps, then
+        the current step. ``surprise`` may be None only for a current-step-only rule."""
+        if self.top_k > 0 and surprise is None:
+            raise ValueError("a top-K rule needs surprise scores")
+        top = (top_k_future_batch(surprise, self.top_k, rng, self.spacing)
+               if self.top_k > 0 else None)
+        return [compose(*([top[i]] if top is not None else []),
+                        *([current_step(length)] if self.current else []))
+                for i, length in enumerate(lengths)]
+
 
 def mark_episodes(episodes: list[Episode], rule: TargetRule, rng: np.random.Generator,
                   detector: SurpriseDetector | None = None) -> None:
@@ -125,14 +137,10 @@ def mark_episodes(episodes: list[Episode], rule: TargetRule, rng: np.random.Gene
         raise ValueError("a top-K or context rule needs a detector")
     surprise, contexts = (detector.score(episodes, keep_context=rule.context)
                           if needs_scores else (None, None))
-    top = top_k_future_batch(surprise, rule.top_k, rng, rule.spacing) if rule.top_k > 0 else None
+    targets = rule.select(surprise, [len(ep) for ep in episodes], rng)
     for i, ep in enumerate(episodes):
-        parts = []
-        if top is not None:
-            parts.append(top[i])
+        if rule.top_k > 0:
             ep.extras["surprise"] = surprise[i].astype(np.float32)
-        if rule.current:
-            parts.append(current_step(len(ep)))
-        ep.extras["targets"] = compose(*parts)
+        ep.extras["targets"] = targets[i]
         if rule.context and contexts is not None:
             ep.extras["context"] = contexts[i]

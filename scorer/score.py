@@ -28,9 +28,8 @@ from common.redis_io import ack, ensure_group, read_group, reclaim_idle, stream_
 from common.tasks import task_spec
 from common.watcher import WeightsWatcher
 from common.wire import EpisodeDone, Mark, encode
-from memup.detector import SurpriseDetector
+from memup.detector import SurpriseDetector, TargetRule
 from memup.episode import Episode
-from memup.targets import compose, current_step, top_k_future_batch
 from scorer.dead_letter import dead_letter
 from scorer.episodes import EpisodeUnavailable, load_done, load_steps, to_episode
 
@@ -168,12 +167,9 @@ class ScoringLoop:
         sc, run = self.config.scorer, self.run_id
         pipe = self.r.pipeline(transaction=True)
         if surprise is not None:
-            top = (top_k_future_batch(surprise, sc.top_k, self.rng, sc.target_spacing)
-                   if sc.top_k > 0 else None)
-            for i, (_, done, ep) in enumerate(todo):
-                parts = ([top[i]] if top is not None else []) + (
-                    [current_step(len(ep))] if sc.current else [])
-                targets = compose(*parts)
+            rule = TargetRule(top_k=sc.top_k, current=sc.current, spacing=sc.target_spacing)
+            marked = rule.select(surprise, [len(ep) for _, _, ep in todo], self.rng)
+            for i, ((_, done, ep), targets) in enumerate(zip(todo, marked)):
                 mark = Mark(episode=done.episode, surprise=surprise[i].astype(np.float32),
                             targets=targets, scorer_version=self.version)
                 pipe.set(keys.mark_key(run, done.episode), encode(mark))

@@ -212,3 +212,21 @@ def test_scoring_rule_without_detector_raises(rule: TargetRule) -> None:
     with pytest.raises(ValueError, match="detector"):
         mark_episodes(episodes, rule, np.random.default_rng(0))
     assert "targets" not in episodes[0].extras
+
+
+def test_rule_select_puts_spaced_peaks_before_the_current_step() -> None:
+    # Surprise peaks at 2 and 7 with shoulders; spacing 2 keeps the shoulders out of the top 2.
+    surprise = np.array([0.0, 0.5, 0.9, 0.6, 0.0, 0.0, 0.7, 1.0, 0.8, 0.0], np.float32)
+    rule = TargetRule(top_k=2, current=True, spacing=2)
+    (targets,) = rule.select([surprise], [len(surprise)], np.random.default_rng(0))
+    assert targets.shape == (10, 3)
+    assert sorted(targets[0, :2]) == [2, 7]
+    np.testing.assert_array_equal(targets[:, 2], np.arange(10))
+    assert all(k >= t for t, row in enumerate(targets) for k in row[:2])
+
+
+def test_rule_select_without_surprise_raises_for_top_k() -> None:
+    with pytest.raises(ValueError, match="surprise"):
+        TargetRule(top_k=1, current=True).select(None, [5], np.random.default_rng(0))
+    current_only = TargetRule(top_k=0, current=True).select(None, [4], np.random.default_rng(0))
+    np.testing.assert_array_equal(current_only[0][:, 0], np.arange(4))
