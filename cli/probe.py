@@ -145,7 +145,7 @@ def run_probe(args: argparse.Namespace) -> int:
           f"{result['mean_length']:.0f} steps, red {result['red_share']:.2f})")
     print(f"  pillar colour from m_t at step {step} ({args.after} steps after it vanished): "
           f"{colour['test_accuracy']:.3f} on {colour['n_test']} held-out episodes "
-          f"(train {colour['train_accuracy']:.3f})")
+          f"(train {colour['train_accuracy']:.3f}, L2 {colour['l2']:g} by cross-validation)")
     print(f"  pickup reward sign, {pickups['pickups_test']} held-out pickups: predictor with "
           f"memory {pickups['predictor_sign_accuracy']:.3f}, memory-less "
           f"{pickups['memoryless_sign_accuracy']:.3f}")

@@ -38,3 +38,18 @@ def test_colour_probe_reads_a_bit_the_memory_carries() -> None:
     # A chrono-initialised LSTM keeps some of step 0 for hundreds of steps even untrained.
     found = colour_probe(memory, episodes, bits, step=100)
     assert found["episodes"] == 60 and found["test_accuracy"] > 0.8
+
+
+
+def test_cross_validated_penalty_avoids_one_that_flattens_the_probe() -> None:
+    # 60 training samples, 20 features, one noisy signal: a penalty of 1 shrinks w until
+    # the bias (the majority class) decides; the penalty chosen on the training half alone
+    # does not, and the test half is scored once.
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(400, 20, generator=gen)
+    bit = (x[:, 0] + 0.5 * torch.randn(400, generator=gen) > 0).long()
+    train, test = np.arange(60), np.arange(60, 400)
+    flat = fit_logistic(x[train], bit[train], x[test], bit[test], l2=1.0)
+    chosen = fit_logistic(x[train], bit[train], x[test], bit[test], l2=None)
+    assert chosen["l2"] < 1.0
+    assert chosen["test_accuracy"] > flat["test_accuracy"] + 0.1
