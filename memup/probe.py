@@ -3,9 +3,9 @@
 A probe is an L2-regularised logistic regression fitted on one half of the episodes (its
 penalty chosen by cross-validation within that half) and scored on the other half.
 :func:`colour_probe` reads a bit (the Two-Colors pillar colour) from the memory state long
-after the bit was visible; :func:`pickup_signs` compares the
-trained predictor's sign accuracy on pickup rewards with a memory-less predictor: a probe
-fitted on the same target-frame features without m_t.
+after the bit was visible; :func:`pickup_signs` compares the trained predictor's sign
+accuracy on pickup rewards with a memory-less predictor: a probe fitted on the same
+target-frame features without m_t.
 """
 
 from __future__ import annotations
@@ -37,19 +37,20 @@ def memory_states(memory: Memory, episodes: list[Episode], positions: list[np.nd
                                  device=device).predictions
 
 
-# Penalties tried by cross-validation: a few hundred episodes against 128-256 memory
-# features overfit a weak penalty (train 1.000, held out far lower).
+# A few hundred episodes against 128-256 memory features fit the training half perfectly at
+# any small penalty, so no one penalty is right for every probe: it is chosen from the grid.
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+FALLBACK_L2 = 1e-3  # when the training half is too small to cross-validate
 
 
 def choose_l2(x: torch.Tensor, y: torch.Tensor, folds: int = 5,
               grid: tuple[float, ...] = L2_GRID) -> float:
     """The penalty of ``grid`` with the best mean accuracy over ``folds`` interleaved folds
     of the training data alone (ties go to the stronger penalty)."""
-    if len(y) < 2 * folds:  # too few to score a penalty: take the safest one
-        return max(grid)
+    if len(y) < 2 * folds:
+        return FALLBACK_L2
     fold = torch.arange(len(y)) % folds
-    best, best_accuracy = grid[-1], -1.0
+    best, best_accuracy = FALLBACK_L2, -1.0
     for l2 in sorted(grid, reverse=True):
         scores = [fit_logistic(x[fold != k], y[fold != k], x[fold == k], y[fold == k],
                                l2=l2)["test_accuracy"] for k in range(folds)]
@@ -59,7 +60,7 @@ def choose_l2(x: torch.Tensor, y: torch.Tensor, folds: int = 5,
 
 
 def fit_logistic(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
-                 y_test: torch.Tensor, l2: float | None = 1e-3, iterations: int = 200
+                 y_test: torch.Tensor, l2: float | None = FALLBACK_L2, iterations: int = 200
                  ) -> dict[str, float]:
     """Fits ``sigmoid(w·x + b)`` to 0/1 labels; accuracy on both halves.
 

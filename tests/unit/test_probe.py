@@ -40,7 +40,6 @@ def test_colour_probe_reads_a_bit_the_memory_carries() -> None:
     assert found["episodes"] == 60 and found["test_accuracy"] > 0.8
 
 
-
 def test_cross_validated_penalty_avoids_one_that_flattens_the_probe() -> None:
     # 60 training samples, 20 features, one noisy signal: a penalty of 1 shrinks w until
     # the bias (the majority class) decides; the penalty chosen on the training half alone
