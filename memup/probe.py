@@ -50,13 +50,13 @@ def choose_l2(x: torch.Tensor, y: torch.Tensor, folds: int = 5,
     if len(y) < 2 * folds:
         return FALLBACK_L2
     fold = torch.arange(len(y)) % folds
-    best, best_accuracy = FALLBACK_L2, -1.0
-    for l2 in sorted(grid, reverse=True):
-        scores = [fit_logistic(x[fold != k], y[fold != k], x[fold == k], y[fold == k],
-                               l2=l2)["test_accuracy"] for k in range(folds)]
-        if float(np.mean(scores)) > best_accuracy + 1e-9:
-            best, best_accuracy = l2, float(np.mean(scores))
-    return best
+
+    def accuracy(l2: float) -> float:
+        return float(np.mean([fit_logistic(x[fold != k], y[fold != k], x[fold == k],
+                                           y[fold == k], l2=l2)["test_accuracy"]
+                              for k in range(folds)]))
+
+    return max(sorted(grid, reverse=True), key=accuracy)  # max keeps the first of equals
 
 
 def fit_logistic(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
