@@ -5,7 +5,8 @@ random episodes last to the timeout), runs the run's EMA memory and predictor ov
 reports two linear probes (memup/probe.py):
 
 * the pillar colour read from the memory state ``--after`` steps after the pillar vanished
-  (logistic regression fitted on half of the episodes, scored on the other half);
+  (logistic regression fitted on half of the episodes, scored on the other half; several
+  comma-separated ``--after`` values probe one collection of episodes at each);
 * the predictor's sign accuracy on pickup rewards, against a memory-less predictor fitted
   on the same target-frame features (it must sit near 50 %: the colour is a coin flip).
 """
@@ -27,6 +28,7 @@ EXAMPLES = """examples:
   memup probe runs/two-colors                        # 120 fresh episodes, 500 steps after
   memup probe runs/two-colors --episodes 200 --after 500 --workers 2 --json
   memup probe runs/short-phase-one --length 1050      # longer episodes than it trained on
+  memup probe runs/two-colors --after 14,500 --length 560   # m_59 and m_545, same episodes
 """
 
 PILLAR_STEPS = {"standard": 45, "hard": 45, "delay": 50}  # 90 / 90 / 100 tics, frame skip 2
@@ -37,8 +39,9 @@ def add_probe_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=HelpFormatter, epilog=EXAMPLES)
     p.add_argument("run_dir", type=Path, help="the run's directory (runs/<run.name>)")
     p.add_argument("--episodes", type=int, default=120, help="fresh random-policy episodes")
-    p.add_argument("--after", type=int, default=500,
-                   help="probe the memory this many steps after the pillar vanished")
+    p.add_argument("--after", type=step_list, default=[500],
+                   help="probe the memory this many steps after the pillar vanished "
+                        "(comma-separated for several)")
     p.add_argument("--length", type=int, default=0,
                    help="steps of the fresh episodes (0: the run's task.length); a memory "
                         "trained on short episodes can be probed on longer ones")
@@ -46,6 +49,18 @@ def add_probe_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=777, help="first env seed (then +1 each)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_probe)
+
+
+def step_list(text: str) -> list[int]:
+    """``"14,500"`` → ``[14, 500]``: non-negative step counts for ``--after``."""
+    try:
+        steps = [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give whole numbers, e.g. 500 or 14,500") from exc
+    if any(n < 0 for n in steps):
+        raise argparse.ArgumentTypeError(f"{text!r}: steps after the pillar cannot be negative")
+    return steps
 
 
 def play_random(config_values: dict, seeds: list[int]) -> list[dict[str, Any]]:
@@ -113,10 +128,11 @@ def run_probe(args: argparse.Namespace) -> int:
         print(f"memup probe: {args.run_dir} ran {config.task.env!r}; the probe reads the "
               "Two-Colors pillar colour", file=sys.stderr)
         return 2
-    step = PILLAR_STEPS.get(config.task.variant, 45) + args.after
+    vanished = PILLAR_STEPS.get(config.task.variant, 45)
+    step = vanished + max(args.after)
     length = args.length or config.task.length
     if args.length < 0 or step >= length:
-        print(f"memup probe: --after {args.after} reads the memory at step {step}, beyond "
+        print(f"memup probe: --after {max(args.after)} reads the memory at step {step}, beyond "
               f"episodes of {length} steps; pass a larger --length (e.g. --length 1050)",
               file=sys.stderr)
         return 2
@@ -128,24 +144,28 @@ def run_probe(args: argparse.Namespace) -> int:
     spec = task_spec(config)
     played = collect(config, args.episodes, args.seed, args.workers)
     episodes = [Episode(*spec.encode(p["obs"], p["action"], p["reward"])) for p in played]
+    bits = np.array([p["red"] for p in played])
     result: dict[str, Any] = {
         "run": config.run.name, "memup_updates": int(state["memup_updates"]),
         "episodes": len(episodes), "mean_length": float(np.mean([len(e) for e in episodes])),
         "red_share": float(np.mean([p["red"] for p in played])),
-        "colour": colour_probe(detector.memory, episodes,
-                               np.array([p["red"] for p in played]), step),
+        "colour": [{"after": after, **colour_probe(detector.memory, episodes, bits,
+                                                    vanished + after)}
+                   for after in args.after],
         "pickups": pickup_signs(detector.memory, detector.predictor, episodes),
     }
     if args.json:
         print(json.dumps(result))
         return 0
-    colour, pickups = result["colour"], result["pickups"]
+    pickups = result["pickups"]
     print(f"{result['run']} after {result['memup_updates']} MemUP updates, "
           f"{result['episodes']} fresh random-policy episodes (mean length "
           f"{result['mean_length']:.0f} steps, red {result['red_share']:.2f})")
-    print(f"  pillar colour from m_t at step {step} ({args.after} steps after it vanished): "
-          f"{colour['test_accuracy']:.3f} on {colour['n_test']} held-out episodes "
-          f"(train {colour['train_accuracy']:.3f}, L2 {colour['l2']:g} by cross-validation)")
+    for colour in result["colour"]:
+        print(f"  pillar colour from m_t at step {colour['step']} ({colour['after']} steps after "
+              f"it vanished): {colour['test_accuracy']:.3f} on {colour['n_test']} held-out "
+              f"episodes (train {colour['train_accuracy']:.3f}, L2 {colour['l2']:g} by "
+              "cross-validation)")
     print(f"  pickup reward sign, {pickups['pickups_test']} held-out pickups: predictor with "
           f"memory {pickups['predictor_sign_accuracy']:.3f}, memory-less "
           f"{pickups['memoryless_sign_accuracy']:.3f}")

@@ -39,9 +39,11 @@ def test_probe_reads_longer_episodes_than_the_run_trained_on(tmp_path: Path) -> 
     # The run's own 60-step episodes end before step 45 + 30: a clear error, exit 2.
     short = probe(run, "--after", "30")
     assert short.returncode == 2 and "--length" in short.stderr
-    done = probe(run, "--after", "30", "--length", "90")
+    assert probe(run, "--after", "5,x").returncode == 2
+    done = probe(run, "--after", "5,30", "--length", "90")  # two probes of one collection
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["memup_updates"] == 7 and result["episodes"] == 4
     assert result["mean_length"] == 90  # the undamaged data floor: every episode times out
-    assert result["colour"]["step"] == 75
+    assert [(c["after"], c["step"]) for c in result["colour"]] == [(5, 50), (30, 75)]
+    assert all(c["episodes"] == 4 for c in result["colour"])
