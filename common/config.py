@@ -194,6 +194,9 @@ class LearnerConfig:
     #: a run directory (or its checkpoints/learner.pt) whose trained memory this run starts
     #: from: frozen mode skips phase I and trains PPO on that memory at once
     init_memory: str = ""
+    #: the phase an ``init_memory`` run starts in: 2 (PPO at once in frozen mode) or 1 (more
+    #: MemUP training of the adopted memory first, e.g. a second phase I stage)
+    init_memory_phase: int = 2
     metrics_port: int = 0
 
 
@@ -345,6 +348,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     if m.lane_horizon and not m.rollout <= m.lane_horizon:
         raise ConfigError(f"memup.lane_horizon {m.lane_horizon}: use 0 (whole episodes) or at "
                           f"least one rollout (memup.rollout = {m.rollout})")
+    if config.learner.init_memory_phase not in (1, 2):
+        raise ConfigError(f"learner.init_memory_phase {config.learner.init_memory_phase}: use 2 "
+                          "(PPO on the adopted memory at once) or 1 (phase I trains it further)")
     p = config.ppo
     if p.init_encoder not in INIT_ENCODERS:
         raise ConfigError(f"ppo.init_encoder {p.init_encoder!r}: use one of "

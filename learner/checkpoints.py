@@ -72,7 +72,8 @@ def adopt_memory(learner: Learner, source: Path) -> None:
 
     The memory, predictor, their EMA copies and the MemUP optimiser come from ``source``
     (a run directory or its ``checkpoints/learner.pt``); policy, counters and versions stay
-    fresh. In frozen mode phase II starts at once on the EMA memory.
+    fresh. In frozen mode phase II starts at once on the EMA memory, unless
+    ``learner.init_memory_phase`` is 1 (phase I trains the adopted memory further first).
     """
     path = source / "checkpoints" / FILE if source.is_dir() else source
     state = load_checkpoint(path, learner.device)
@@ -82,7 +83,7 @@ def adopt_memory(learner: Learner, source: Path) -> None:
     learner.updater.load_state_dict(state["updater"])
     log.info("starting from the memory of %s (%d MemUP updates there)", path,
              int(state["memup_updates"]))
-    if learner.config.ppo.mode == "frozen":
+    if learner.config.ppo.mode == "frozen" and learner.config.learner.init_memory_phase == 2:
         learner.start_phase_two()
 
 

@@ -94,6 +94,21 @@ def test_a_new_run_starts_ppo_on_a_trained_memory(trained: Path, tmp_path: Path)
         assert torch.equal(reused["policy"][f"outcome_model.{key}"], value), key
 
 
+def test_a_new_run_can_train_a_trained_memory_further(trained: Path, tmp_path: Path) -> None:
+    # A second phase I stage: the adopted memory trains on (the config's) longer lanes first.
+    run = up(tmp_path, "tc-more", f"learner.init_memory={trained}",
+             "learner.init_memory_phase=1", "memup.max_updates=10", "ppo.max_env_steps=1")
+    one = [r for r in records(run) if r["phase"] == 1]
+    assert one and one[-1]["update"] == 10  # counters start fresh
+    log = (run / "logs" / "learner.log").read_text()
+    assert "(30 MemUP updates there)" in log and "phase I: training the memory" in log
+    source = load_checkpoint(trained / "checkpoints" / "learner.pt")
+    further = load_checkpoint(run / "checkpoints" / "learner.pt")
+    changed = [not torch.equal(further["memory"][key], value)
+               for key, value in source["memory"].items()]
+    assert any(changed)  # trained from the adopted weights, not left as they were
+
+
 def test_ppo_lstm_baseline_runs_on_frames(tmp_path: Path) -> None:
     run = up(tmp_path, "tc-lstm", "ppo.mode=lstm", "ppo.tbptt=16")
     two = [r for r in records(run) if r["phase"] == 2]

@@ -48,6 +48,7 @@ def test_unrelated_environment_variables_are_ignored() -> None:
     (["task.outcome_steps=0"], "outcome_steps >= 1"),
     (["memup.rollout=20", "memup.lane_horizon=10"], "lane_horizon 10: use 0"),
     (["memup.lane_horizon=-5"], "lane_horizon -5: use 0"),
+    (["learner.init_memory_phase=3"], "init_memory_phase 3: use 2"),
     (["scorer.target_spacing=0"], "target_spacing 0: use 1"),
 ])
 def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: str) -> None:
