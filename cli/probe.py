@@ -6,7 +6,9 @@ reports two linear probes (memup/probe.py):
 
 * the pillar colour read from the memory state ``--after`` steps after the pillar vanished
   (logistic regression fitted on half of the episodes, scored on the other half; several
-  comma-separated ``--after`` values probe one collection of episodes at each);
+  comma-separated ``--after`` values probe one collection of episodes at each), with a
+  control of where it comes from: the held-out episodes replayed with the pillar steps of
+  an episode of the other colour (does the answer follow the pillar, or the pickups after?);
 * the predictor's sign accuracy on pickup rewards, against a memory-less predictor fitted
   on the same target-frame features (it must sit near 50 %: the colour is a coin flip).
 """
@@ -150,7 +152,7 @@ def run_probe(args: argparse.Namespace) -> int:
         "episodes": len(episodes), "mean_length": float(np.mean([len(e) for e in episodes])),
         "red_share": float(np.mean([p["red"] for p in played])),
         "colour": [{"after": after, **colour_probe(detector.memory, episodes, bits,
-                                                    vanished + after)}
+                                                    vanished + after, swap_steps=vanished)}
                    for after in args.after],
         "pickups": pickup_signs(detector.memory, detector.predictor, episodes),
     }
@@ -166,6 +168,11 @@ def run_probe(args: argparse.Namespace) -> int:
               f"it vanished): {colour['test_accuracy']:.3f} on {colour['n_test']} held-out "
               f"episodes (train {colour['train_accuracy']:.3f}, L2 {colour['l2']:g} by "
               "cross-validation)")
+        if colour["n_swapped"]:
+            print(f"    control: with the first {vanished} steps of an episode of the other "
+                  f"colour, the answer follows that pillar in {colour['swap_follows_swapped']:.3f}"
+                  f" of {colour['n_swapped']} (≈ the accuracy: read from the pillar; ≈ 1 − it: "
+                  "from the steps after)")
     print(f"  pickup reward sign, {pickups['pickups_test']} held-out pickups: predictor with "
           f"memory {pickups['predictor_sign_accuracy']:.3f}, memory-less "
           f"{pickups['memoryless_sign_accuracy']:.3f}")

@@ -59,38 +59,57 @@ def choose_l2(x: torch.Tensor, y: torch.Tensor, folds: int = 5,
     return max(sorted(grid, reverse=True), key=accuracy)  # max keeps the first of equals
 
 
+class LinearProbe:
+    """``sigmoid(w·x + b) > 0.5`` on features standardised with the training statistics."""
+
+    def __init__(self, x_train: torch.Tensor, y_train: torch.Tensor, l2: float,
+                 iterations: int = 200) -> None:
+        self.l2 = l2
+        self.mean, self.std = x_train.mean(0), x_train.std(0) + 1e-6
+        xs = (x_train - self.mean) / self.std
+        self.weight = torch.zeros(xs.shape[1], requires_grad=True)
+        self.bias = torch.zeros(1, requires_grad=True)
+        optimiser = torch.optim.LBFGS([self.weight, self.bias], max_iter=iterations,
+                                      line_search_fn="strong_wolfe")
+        target = y_train.float()
+
+        def closure() -> torch.Tensor:
+            optimiser.zero_grad()
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                xs @ self.weight + self.bias, target) + l2 * self.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimiser.step(closure)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """0/1 per row of ``x``."""
+        with torch.no_grad():
+            return (((x - self.mean) / self.std) @ self.weight + self.bias > 0).long()
+
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        return float((self.predict(x) == y).float().mean())
+
+
 def fit_logistic(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                  y_test: torch.Tensor, l2: float | None = FALLBACK_L2, iterations: int = 200
                  ) -> dict[str, float]:
-    """Fits ``sigmoid(w·x + b)`` to 0/1 labels; accuracy on both halves.
+    """Fits a :class:`LinearProbe` to 0/1 labels; accuracy on both halves.
 
-    Features are standardised with the training half's statistics. ``l2=None`` chooses
-    the penalty by cross-validation on the training half (:func:`choose_l2`); the test
-    half is never seen before it is scored.
+    ``l2=None`` chooses the penalty by cross-validation on the training half
+    (:func:`choose_l2`); the test half is never seen before it is scored.
     """
-    if l2 is None:
-        l2 = choose_l2(x_train, y_train)
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    xs, xt = (x_train - mean) / std, (x_test - mean) / std
-    weight = torch.zeros(xs.shape[1], requires_grad=True)
-    bias = torch.zeros(1, requires_grad=True)
-    optimiser = torch.optim.LBFGS([weight, bias], max_iter=iterations,
-                                  line_search_fn="strong_wolfe")
-    target = y_train.float()
+    probe = fit_probe(x_train, y_train, l2, iterations)
+    return {"train_accuracy": probe.accuracy(x_train, y_train),
+            "test_accuracy": probe.accuracy(x_test, y_test),
+            "n_train": len(y_train), "n_test": len(y_test), "l2": probe.l2}
 
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(xs @ weight + bias, target) \
-            + l2 * weight.pow(2).sum()
-        loss.backward()
-        return loss
 
-    optimiser.step(closure)
-    with torch.no_grad():
-        train = ((xs @ weight + bias > 0).long() == y_train).float().mean()
-        test = ((xt @ weight + bias > 0).long() == y_test).float().mean()
-    return {"train_accuracy": float(train), "test_accuracy": float(test),
-            "n_train": len(y_train), "n_test": len(y_test), "l2": l2}
+def fit_probe(x_train: torch.Tensor, y_train: torch.Tensor, l2: float | None = FALLBACK_L2,
+              iterations: int = 200) -> LinearProbe:
+    """A :class:`LinearProbe`; ``l2=None`` chooses its penalty by cross-validation."""
+    return LinearProbe(x_train, y_train, choose_l2(x_train, y_train) if l2 is None else l2,
+                       iterations)
 
 
 def halves(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,17 +119,60 @@ def halves(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def colour_probe(memory: Memory, episodes: list[Episode], bits: np.ndarray, step: int,
-                 device: torch.device | str = "cpu") -> dict[str, float]:
-    """Reads ``bits`` (one 0/1 per episode) from m_step of episodes longer than ``step``."""
+                 swap_steps: int = 0, device: torch.device | str = "cpu"
+                 ) -> dict[str, float | None]:
+    """Reads ``bits`` (one 0/1 per episode) from m_step of episodes longer than ``step``.
+
+    ``swap_steps > 0`` adds a control of *where* the bit comes from: every held-out episode
+    is replayed with its first ``swap_steps`` steps taken from a held-out episode of the
+    other bit, and ``swap_follows_swapped`` is the share of the fitted probe's answers that
+    follow the swapped-in start (≈ ``test_accuracy`` if the memory holds what it saw there,
+    ≈ 1 − ``test_accuracy`` if it reads the bit from the episode's later steps).
+    """
     long = [i for i, e in enumerate(episodes) if len(e) > step]
     if len(long) < 4:
         raise ValueError(f"only {len(long)} episodes last beyond step {step}; need 4 or more")
-    states = torch.cat(memory_states(memory, [episodes[i] for i in long],
-                                     [np.array([step])] * len(long), device)).float()
+    kept = [episodes[i] for i in long]
+    states = torch.cat(memory_states(memory, kept, [np.array([step])] * len(long),
+                                     device)).float()
     labels = torch.from_numpy(np.asarray(bits)[long]).long()
     train, test = halves(len(long))
-    return {"step": step, "episodes": len(long),
-            **fit_logistic(states[train], labels[train], states[test], labels[test], l2=None)}
+    probe = fit_probe(states[train], labels[train], l2=None)
+    result = {"step": step, "episodes": len(long),
+              "train_accuracy": probe.accuracy(states[train], labels[train]),
+              "test_accuracy": probe.accuracy(states[test], labels[test]),
+              "n_train": len(train), "n_test": len(test), "l2": probe.l2}
+    if swap_steps > 0:
+        result.update(_swap_control(memory, kept, labels, test, probe, step, swap_steps, device))
+    return result
+
+
+def _swap_control(memory: Memory, episodes: list[Episode], labels: torch.Tensor,
+                  test: np.ndarray, probe: LinearProbe, step: int, swap_steps: int,
+                  device: torch.device | str) -> dict[str, float | None]:
+    ones, zeros = ([int(i) for i in test if labels[i] == bit] for bit in (1, 0))
+    if not ones or not zeros:
+        return {"swap_follows_swapped": None, "n_swapped": 0}  # one colour only: no control
+    spliced, swapped = [], []
+    for i in test:
+        others = zeros if labels[i] == 1 else ones
+        donor = others[int(i) % len(others)]  # a fixed, spread-out partner of the other bit
+        spliced.append(splice(episodes[donor], episodes[int(i)], swap_steps))
+        swapped.append(int(labels[donor]))
+    states = torch.cat(memory_states(memory, spliced, [np.array([step])] * len(spliced),
+                                     device)).float()
+    return {"swap_follows_swapped": probe.accuracy(states, torch.tensor(swapped)),
+            "n_swapped": len(spliced)}
+
+
+def splice(head: Episode, tail: Episode, steps: int) -> Episode:
+    """``head``'s first ``steps`` steps followed by the rest of ``tail``."""
+    def join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a[:steps], b[steps:]])
+
+    return Episode(join(head.inputs, tail.inputs), join(head.queries, tail.queries),
+                   join(head.labels, tail.labels),
+                   {k: join(head.extras[k], v) for k, v in tail.extras.items()})
 
 
 def pickup_signs(memory: Memory, predictor: nn.Module, episodes: list[Episode],

@@ -47,3 +47,4 @@ def test_probe_reads_longer_episodes_than_the_run_trained_on(tmp_path: Path) -> 
     assert result["mean_length"] == 90  # the undamaged data floor: every episode times out
     assert [(c["after"], c["step"]) for c in result["colour"]] == [(5, 50), (30, 75)]
     assert all(c["episodes"] == 4 for c in result["colour"])
+    assert all(c["n_swapped"] in (0, 2) for c in result["colour"])  # the held-out half

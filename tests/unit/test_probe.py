@@ -7,7 +7,7 @@ import torch
 
 from memup.episode import Episode
 from memup.memory import Memory, VectorEncoder
-from memup.probe import colour_probe, fit_logistic, halves, memory_states
+from memup.probe import colour_probe, fit_logistic, halves, memory_states, splice
 
 
 def test_fit_logistic_separates_a_linear_bit_and_not_noise() -> None:
@@ -36,8 +36,38 @@ def test_colour_probe_reads_a_bit_the_memory_carries() -> None:
     states = memory_states(memory, episodes[:2], [np.array([5, 250])] * 2)
     assert [s.shape for s in states] == [(2, 16), (2, 16)]
     # A chrono-initialised LSTM keeps some of step 0 for hundreds of steps even untrained.
-    found = colour_probe(memory, episodes, bits, step=100)
+    found = colour_probe(memory, episodes, bits, step=100, swap_steps=1)
     assert found["episodes"] == 60 and found["test_accuracy"] > 0.8
+    # Step 0 swapped for the other bit's: the probe's answer follows the swapped-in step.
+    assert found["n_swapped"] == 30 and found["swap_follows_swapped"] > 0.8
+
+
+def test_swap_control_tells_a_late_cue_from_the_swapped_start() -> None:
+    # The bit is shown at step 50, after the swapped 10 steps: answers follow the episode's
+    # own later cue, not the swapped-in start.
+    torch.manual_seed(0)
+    memory = Memory(VectorEncoder(2, 0, hidden=8), 16, chrono_horizon=400)
+    rng = np.random.default_rng(1)
+    bits = rng.integers(0, 2, 60)
+    episodes = []
+    for bit in bits:
+        inputs = np.zeros((120, 2), np.float32)
+        inputs[50, 0] = 1.0 if bit else -1.0
+        inputs[:, 1] = 0.1 * rng.normal(size=120)
+        episodes.append(Episode(inputs, inputs, np.zeros(120, np.float32)))
+    found = colour_probe(memory, episodes, bits, step=100, swap_steps=10)
+    assert found["test_accuracy"] > 0.8 and found["swap_follows_swapped"] < 0.2
+
+
+def test_splice_joins_every_array_at_the_step() -> None:
+    head = Episode(np.zeros((6, 2), np.float32), np.zeros((6, 1), np.float32),
+                   np.zeros(6, np.float32), {"context": np.zeros((6, 3), np.float32)})
+    tail = Episode(np.ones((8, 2), np.float32), np.ones((8, 1), np.float32),
+                   np.ones(8, np.float32), {"context": np.ones((8, 3), np.float32)})
+    joined = splice(head, tail, 4)
+    assert len(joined) == 8 and joined.inputs[:4].sum() == 0 and joined.inputs[4:].min() == 1
+    assert joined.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert joined.extras["context"][3].sum() == 0 and joined.extras["context"][4].sum() == 3
 
 
 def test_cross_validated_penalty_avoids_one_that_flattens_the_probe() -> None:
