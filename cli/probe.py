@@ -10,7 +10,8 @@ reports two linear probes (memup/probe.py):
   control of where it comes from: the held-out episodes replayed with the pillar steps of
   an episode of the other colour (does the answer follow the pillar, or the pickups after?);
 * the predictor's sign accuracy on pickup rewards, against a memory-less predictor fitted
-  on the same target-frame features (it must sit near 50 %: the colour is a coin flip).
+  on the same target-frame features (it must sit near 50 %: the colour is a coin flip),
+  and as MemUP trains it: a rollout's last state asked about the next rollout's pickups.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def run_probe(args: argparse.Namespace) -> int:
     from common.tasks import task_spec
     from memup.detector import SurpriseDetector
     from memup.episode import Episode
-    from memup.probe import colour_probe, pickup_signs
+    from memup.probe import colour_probe, pickup_signs, window_signs
 
     try:
         config, state = load_run(args.run_dir)
@@ -155,6 +156,8 @@ def run_probe(args: argparse.Namespace) -> int:
                                                     vanished + after, swap_steps=vanished)}
                    for after in args.after],
         "pickups": pickup_signs(detector.memory, detector.predictor, episodes),
+        "window": window_signs(detector.memory, detector.predictor, episodes,
+                               config.memup.rollout - 1, config.memup.rollout),
     }
     if args.json:
         print(json.dumps(result))
@@ -176,4 +179,9 @@ def run_probe(args: argparse.Namespace) -> int:
     print(f"  pickup reward sign, {pickups['pickups_test']} held-out pickups: predictor with "
           f"memory {pickups['predictor_sign_accuracy']:.3f}, memory-less "
           f"{pickups['memoryless_sign_accuracy']:.3f}")
+    window = result["window"]
+    if window["pickups"]:
+        print(f"  as trained: m_{window['step']} (a rollout's last state) asked about the next "
+              f"{config.memup.rollout} steps' {window['pickups']} pickups: sign "
+              f"{window['sign_accuracy']:.3f}")
     return 0

@@ -175,6 +175,32 @@ def splice(head: Episode, tail: Episode, steps: int) -> Episode:
                    {k: join(head.extras[k], v) for k, v in tail.extras.items()})
 
 
+def window_signs(memory: Memory, predictor: nn.Module, episodes: list[Episode], step: int,
+                 horizon: int, threshold: float = 0.5, device: torch.device | str = "cpu"
+                 ) -> dict[str, float]:
+    """Sign accuracy of the predictor as MemUP trains it: m_step (a rollout's last state)
+    asked about the pickups (``|label| > threshold``) of steps ``step+1 … step+horizon``."""
+    memory.eval()
+    predictor.eval()
+    long = [e for e in episodes if len(e) > step]
+    if not long:
+        raise ValueError(f"no episode lasts beyond step {step}")
+    states = torch.cat(memory_states(memory, long, [np.array([step])] * len(long), device))
+    hits, total = 0, 0
+    for state, episode in zip(states, long):
+        later = np.arange(step + 1, min(len(episode), step + 1 + horizon))
+        picked = later[np.abs(episode.labels[later]) > threshold]
+        if len(picked) == 0:
+            continue
+        with torch.no_grad():
+            predicted = predictor(state.expand(len(picked), -1),
+                                  torch.from_numpy(episode.queries[picked]).to(device))
+        signs = torch.from_numpy(episode.labels[picked] > 0)
+        hits += int(((predicted.reshape(-1).cpu() > 0) == signs).sum())
+        total += len(picked)
+    return {"step": step, "pickups": total, "sign_accuracy": hits / total if total else None}
+
+
 def pickup_signs(memory: Memory, predictor: nn.Module, episodes: list[Episode],
                  threshold: float = 0.5, device: torch.device | str = "cpu"
                  ) -> dict[str, float]:

@@ -48,3 +48,5 @@ def test_probe_reads_longer_episodes_than_the_run_trained_on(tmp_path: Path) -> 
     assert [(c["after"], c["step"]) for c in result["colour"]] == [(5, 50), (30, 75)]
     assert all(c["episodes"] == 4 for c in result["colour"])
     assert all(c["n_swapped"] in (0, 2) for c in result["colour"])  # the held-out half
+    assert result["window"]["step"] == json.loads((run / "config.json").read_text())[
+        "memup"]["rollout"] - 1 and result["window"]["pickups"] >= 0

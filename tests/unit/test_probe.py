@@ -7,7 +7,7 @@ import torch
 
 from memup.episode import Episode
 from memup.memory import Memory, VectorEncoder
-from memup.probe import colour_probe, fit_logistic, halves, memory_states, splice
+from memup.probe import colour_probe, fit_logistic, halves, memory_states, splice, window_signs
 
 
 def test_fit_logistic_separates_a_linear_bit_and_not_noise() -> None:
@@ -82,3 +82,30 @@ def test_cross_validated_penalty_avoids_one_that_flattens_the_probe() -> None:
     chosen = fit_logistic(x[train], bit[train], x[test], bit[test], l2=None)
     assert chosen["l2"] < 1.0
     assert chosen["test_accuracy"] > flat["test_accuracy"] + 0.1
+
+
+class _Xor(torch.nn.Module):
+    """A predictor that answers with the memory's unit 0 times the query's sign."""
+
+    def forward(self, memory: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        return memory[:, 0] * queries[:, 0]
+
+
+def test_window_signs_asks_the_state_about_the_next_pickups_only(monkeypatch) -> None:
+    episodes, bits, rng = [], [1.0, -1.0, 1.0, -1.0], np.random.default_rng(2)
+    for bit in bits:
+        queries = rng.choice([-1.0, 1.0], size=(30, 1)).astype(np.float32)
+        labels = np.zeros(30, np.float32)
+        labels[[5, 12, 25]] = bit * queries[[5, 12, 25], 0]  # the XOR of bit and item
+        labels[3] = 1.0  # before the asked state: not counted
+        episodes.append(Episode(np.zeros((30, 1), np.float32), queries, labels))
+    # Unit-level isolation: the memory's state at the asked step is the episode's bit.
+    monkeypatch.setattr("memup.probe.memory_states", lambda memory, eps, positions, device:
+                        [torch.tensor([[bits[i]]]) for i in range(len(eps))])
+    memory = Memory(VectorEncoder(1, 0, hidden=4), 4)
+    found = window_signs(memory, _Xor(), episodes, step=4, horizon=10)
+    assert found == {"step": 4, "pickups": 8, "sign_accuracy": 1.0}  # steps 5 and 12 only
+    monkeypatch.setattr("memup.probe.memory_states", lambda memory, eps, positions, device:
+                        [torch.ones(1, 1) for _ in eps])  # a state without the bit
+    blind = window_signs(memory, _Xor(), episodes, step=4, horizon=10)
+    assert blind["sign_accuracy"] < 0.9
