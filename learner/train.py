@@ -275,7 +275,7 @@ class Learner:
             out["good_pickups"] = int(np.sum(rewards > PICKUP_ABOVE))
             out["bad_pickups"] = int(np.sum(rewards < -PICKUP_ABOVE))
         if isinstance(self.policy, FrameHeads) and self.policy.outcome_weight is not None:
-            out["outcome_gain"] = float(self.policy.outcome_weight)
+            out["outcome_gain"] = float(self.policy.outcome_weight.detach())
         return out
 
     def run_phase_two(self) -> None:
