@@ -90,6 +90,13 @@ class LinearProbe:
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((self.predict(x) == y).float().mean())
 
+    def scores(self, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
+               y_test: torch.Tensor) -> dict[str, float]:
+        """Accuracy on both halves, their sizes and the penalty."""
+        return {"train_accuracy": self.accuracy(x_train, y_train),
+                "test_accuracy": self.accuracy(x_test, y_test),
+                "n_train": len(y_train), "n_test": len(y_test), "l2": self.l2}
+
 
 def fit_logistic(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
                  y_test: torch.Tensor, l2: float | None = FALLBACK_L2, iterations: int = 200
@@ -99,10 +106,7 @@ def fit_logistic(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Ten
     ``l2=None`` chooses the penalty by cross-validation on the training half
     (:func:`choose_l2`); the test half is never seen before it is scored.
     """
-    probe = fit_probe(x_train, y_train, l2, iterations)
-    return {"train_accuracy": probe.accuracy(x_train, y_train),
-            "test_accuracy": probe.accuracy(x_test, y_test),
-            "n_train": len(y_train), "n_test": len(y_test), "l2": probe.l2}
+    return fit_probe(x_train, y_train, l2, iterations).scores(x_train, y_train, x_test, y_test)
 
 
 def fit_probe(x_train: torch.Tensor, y_train: torch.Tensor, l2: float | None = FALLBACK_L2,
@@ -138,10 +142,9 @@ def colour_probe(memory: Memory, episodes: list[Episode], bits: np.ndarray, step
     labels = torch.from_numpy(np.asarray(bits)[long]).long()
     train, test = halves(len(long))
     probe = fit_probe(states[train], labels[train], l2=None)
-    result = {"step": step, "episodes": len(long),
-              "train_accuracy": probe.accuracy(states[train], labels[train]),
-              "test_accuracy": probe.accuracy(states[test], labels[test]),
-              "n_train": len(train), "n_test": len(test), "l2": probe.l2}
+    result: dict[str, float | None] = {
+        "step": step, "episodes": len(long),
+        **probe.scores(states[train], labels[train], states[test], labels[test])}
     if swap_steps > 0:
         result.update(_swap_control(memory, kept, labels, test, probe, step, swap_steps, device))
     return result
@@ -177,7 +180,7 @@ def splice(head: Episode, tail: Episode, steps: int) -> Episode:
 
 def window_signs(memory: Memory, predictor: nn.Module, episodes: list[Episode], step: int,
                  horizon: int, threshold: float = 0.5, device: torch.device | str = "cpu"
-                 ) -> dict[str, float]:
+                 ) -> dict[str, float | None]:
     """Sign accuracy of the predictor as MemUP trains it: m_step (a rollout's last state)
     asked about the pickups (``|label| > threshold``) of steps ``step+1 … step+horizon``."""
     memory.eval()

@@ -95,7 +95,7 @@ def test_a_new_run_starts_ppo_on_a_trained_memory(trained: Path, tmp_path: Path)
 
 
 def test_a_new_run_can_train_a_trained_memory_further(trained: Path, tmp_path: Path) -> None:
-    # A second phase I stage: the adopted memory trains on (the config's) longer lanes first.
+    # A second phase I stage: the adopted memory trains further before any PPO.
     run = up(tmp_path, "tc-more", f"learner.init_memory={trained}",
              "learner.init_memory_phase=1", "memup.max_updates=10", "ppo.max_env_steps=1")
     one = [r for r in records(run) if r["phase"] == 1]
