@@ -151,7 +151,7 @@ def run_probe(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "run": config.run.name, "memup_updates": int(state["memup_updates"]),
         "episodes": len(episodes), "mean_length": float(np.mean([len(e) for e in episodes])),
-        "red_share": float(np.mean([p["red"] for p in played])),
+        "red_share": float(bits.mean()),
         "colour": [{"after": after, **colour_probe(detector.memory, episodes, bits,
                                                     vanished + after, swap_steps=vanished)}
                    for after in args.after],

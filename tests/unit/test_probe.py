@@ -22,17 +22,23 @@ def test_fit_logistic_separates_a_linear_bit_and_not_noise() -> None:
     assert 0.35 < blind["test_accuracy"] < 0.65
 
 
-def test_colour_probe_reads_a_bit_the_memory_carries() -> None:
-    torch.manual_seed(0)
-    memory = Memory(VectorEncoder(2, 0, hidden=8), 16, chrono_horizon=400)
-    rng = np.random.default_rng(0)
+def cued_episodes(length: int, cue_step: int, seed: int) -> tuple[np.ndarray, list[Episode]]:
+    """60 noisy episodes, each showing its 0/1 bit (as ±1) at ``cue_step`` only."""
+    rng = np.random.default_rng(seed)
     bits = rng.integers(0, 2, 60)
     episodes = []
     for bit in bits:
-        inputs = np.zeros((300, 2), np.float32)
-        inputs[0, 0] = 1.0 if bit else -1.0  # the bit is visible at step 0 only
-        inputs[:, 1] = 0.1 * rng.normal(size=300)
-        episodes.append(Episode(inputs, inputs, np.zeros(300, np.float32)))
+        inputs = np.zeros((length, 2), np.float32)
+        inputs[cue_step, 0] = 1.0 if bit else -1.0
+        inputs[:, 1] = 0.1 * rng.normal(size=length)
+        episodes.append(Episode(inputs, inputs, np.zeros(length, np.float32)))
+    return bits, episodes
+
+
+def test_colour_probe_reads_a_bit_the_memory_carries() -> None:
+    torch.manual_seed(0)
+    memory = Memory(VectorEncoder(2, 0, hidden=8), 16, chrono_horizon=400)
+    bits, episodes = cued_episodes(300, cue_step=0, seed=0)
     states = memory_states(memory, episodes[:2], [np.array([5, 250])] * 2)
     assert [s.shape for s in states] == [(2, 16), (2, 16)]
     # A chrono-initialised LSTM keeps some of step 0 for hundreds of steps even untrained.
@@ -47,14 +53,7 @@ def test_swap_control_tells_a_late_cue_from_the_swapped_start() -> None:
     # own later cue, not the swapped-in start.
     torch.manual_seed(0)
     memory = Memory(VectorEncoder(2, 0, hidden=8), 16, chrono_horizon=400)
-    rng = np.random.default_rng(1)
-    bits = rng.integers(0, 2, 60)
-    episodes = []
-    for bit in bits:
-        inputs = np.zeros((120, 2), np.float32)
-        inputs[50, 0] = 1.0 if bit else -1.0
-        inputs[:, 1] = 0.1 * rng.normal(size=120)
-        episodes.append(Episode(inputs, inputs, np.zeros(120, np.float32)))
+    bits, episodes = cued_episodes(120, cue_step=50, seed=1)
     found = colour_probe(memory, episodes, bits, step=100, swap_steps=10)
     assert found["test_accuracy"] > 0.8 and found["swap_follows_swapped"] < 0.2
 
