@@ -128,6 +128,8 @@ class MemupConfig:
     interaction: bool = True
     reconstruction: float = 0.0  #: image tasks: weight of the CNNs' thumbnail loss (0: off)
     reconstruction_frames: int = 64  #: frames reconstructed per update, inputs and targets each
+    query_shift: int = 0  #: image tasks: the predictor's target frames moved by up to N pixels
+    predictor_dropout: float = 0.0  #: image tasks: dropout on the predictor head's inputs
     lanes: int = 64
     rollout: int = 20
     frequency: int = 1
@@ -345,6 +347,13 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     if m.reconstruction > 0 and config.task.env != "two-colors":
         raise ConfigError(f"memup.reconstruction {m.reconstruction}: only image tasks "
                           f"(task.env = \"two-colors\") have frames to reconstruct; set it to 0")
+    if (m.query_shift or m.predictor_dropout) and config.task.env != "two-colors":
+        raise ConfigError(f"memup.query_shift {m.query_shift} / memup.predictor_dropout "
+                          f"{m.predictor_dropout}: only the image predictor (task.env = "
+                          f"\"two-colors\") has them; set both to 0")
+    if m.query_shift < 0 or not 0 <= m.predictor_dropout < 1:
+        raise ConfigError(f"memup.query_shift {m.query_shift} / memup.predictor_dropout "
+                          f"{m.predictor_dropout}: use a shift >= 0 pixels and 0 <= dropout < 1")
     if m.lane_horizon and not m.rollout <= m.lane_horizon:
         raise ConfigError(f"memup.lane_horizon {m.lane_horizon}: use 0 (whole episodes) or at "
                           f"least one rollout (memup.rollout = {m.rollout})")

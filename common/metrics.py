@@ -219,6 +219,9 @@ class LearnerMetrics(_RoleMetrics):
                 metric.labels(kind=kind)
         self.loss = g("loss", "Last value of a loss term.", ["loss"])
         self.memory_accuracy_ratio = g("memory_accuracy_ratio", "Memory accuracy on targets.")
+        self.outcome_sign_accuracy_ratio = g(
+            "outcome_sign_accuracy_ratio",
+            "Share of the last batch's nonzero outcomes whose sign the predictor got right.")
         self.success_ratio = g("success_ratio", "Fraction of successful episodes trained on.")
         self.policy_lag_versions = h("policy_lag_versions",
                                      "Learner policy version minus the acting one.", LAG_BUCKETS)

@@ -34,7 +34,8 @@ def memory_nets(config: ClusterConfig) -> TaskNets:
     if spec.frames:
         return two_colors_nets(m.hidden, spec.obs_shape, spec.n_actions, m.cnn,  # type: ignore[arg-type]
                                chrono_horizon=horizon, interaction=m.interaction,
-                               reconstruct=m.reconstruction > 0)
+                               reconstruct=m.reconstruction > 0, query_shift=m.query_shift,
+                               predictor_dropout=m.predictor_dropout)
     return tmaze_nets(m.hidden, chrono_horizon=horizon, interaction=m.interaction)
 
 

@@ -139,6 +139,8 @@ class Learner:
         self.metrics.updates_total.labels(kind="memup").inc()
         self.metrics.samples_total.labels(kind="memup").inc(stats["steps"])
         self.metrics.loss.labels(loss="memory").set(stats["loss"])
+        if "outcome_sign_accuracy" in stats:
+            self.metrics.outcome_sign_accuracy_ratio.set(stats["outcome_sign_accuracy"])
         if "reconstruction_loss" in stats:
             self.metrics.loss.labels(loss="reconstruction").set(stats["reconstruction_loss"])
         self.last_loss = stats["loss"]

@@ -118,6 +118,26 @@ CNN_SIZES = {
     "nature": ((32, 64, 64), 512),  # memup-spec E.9 (Nature-DQN): ~7.6 M, for a GPU
 }
 THUMBNAIL_POOL = 4
+
+
+def random_shift(frames: torch.Tensor, pad: int) -> torch.Tensor:
+    """Each frame of ``[N, C, H, W]`` moved by its own random offset of up to ``pad`` pixels
+    each way, the border repeated (edge padding, then a random crop of the original size).
+
+    Why: a CNN trained on the few hundred pickup frames a replay holds can tell them apart by
+    their exact pixels; moved frames keep what matters (the colours) and blur the identity.
+    """
+    if pad <= 0:
+        return frames
+    n, _, height, width = frames.shape
+    padded = nn.functional.pad(frames, (pad, pad, pad, pad), mode="replicate")
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), device=frames.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), device=frames.device)
+    rows = torch.arange(height, device=frames.device)[None] + dy  # [N, H]
+    cols = torch.arange(width, device=frames.device)[None] + dx  # [N, W]
+    picked = padded[torch.arange(n, device=frames.device)[:, None, None], :,
+                    rows[:, :, None], cols[:, None, :]]  # [N, H, W, C]
+    return picked.permute(0, 3, 1, 2)
 """A reconstructed thumbnail is the frame average-pooled 4 × 4 (64 × 112 → 16 × 28)."""
 
 
@@ -131,11 +151,13 @@ class FrameEncoder(nn.Module):
 
     With ``reconstruct=True`` it also holds a linear decoder from the embedding to a
     :data:`THUMBNAIL_POOL`-times smaller thumbnail of the frame, for
-    :meth:`reconstruction_loss`.
+    :meth:`reconstruction_loss`. With ``shift > 0`` the frames are moved by up to that many
+    pixels (:func:`random_shift`) in train mode only.
     """
 
     def __init__(self, frame_shape: tuple[int, int, int], n_actions: int,
-                 read: str = "input", size: str = "small", reconstruct: bool = False) -> None:
+                 read: str = "input", size: str = "small", reconstruct: bool = False,
+                 shift: int = 0) -> None:
         super().__init__()
         if read not in ("input", "query"):
             raise ValueError(f"read must be 'input' or 'query', got {read!r}")
@@ -146,6 +168,7 @@ class FrameEncoder(nn.Module):
         self.frame_bytes = int(np.prod(frame_shape))
         self.n_actions = n_actions
         self.read = read
+        self.shift = shift
         self.cnn = nn.Sequential(
             nn.Conv2d(frame_shape[0], c1, 8, stride=4), nn.ReLU(),
             nn.Conv2d(c1, c2, 4, stride=2), nn.ReLU(),
@@ -164,8 +187,12 @@ class FrameEncoder(nn.Module):
         return flat[:, : self.frame_bytes].reshape(-1, *self.frame_shape).float() / 255.0
 
     def _embedding(self, flat: torch.Tensor) -> torch.Tensor:
-        """``[N, record_width]`` uint8 → ``[N, embed]``: the CNN embedding of the frames."""
-        return self.embed(self.cnn(self._frames(flat)))
+        """``[N, record_width]`` uint8 → ``[N, embed]``: the CNN embedding of the frames
+        (moved at random in train mode when ``shift`` is set)."""
+        frames = self._frames(flat)
+        if self.training:
+            frames = random_shift(frames, self.shift)
+        return self.embed(self.cnn(frames))
 
     def reconstruction_loss(self, records: torch.Tensor, count: int) -> torch.Tensor:
         """Squared error of the thumbnails decoded from the embeddings of ``count`` random

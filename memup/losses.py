@@ -29,3 +29,17 @@ def is_correct(prediction: torch.Tensor, labels: torch.Tensor, kind: Kind,
     if kind == "regression":
         return (prediction - labels.to(prediction.dtype)).abs() < tolerance
     return prediction.argmax(dim=-1) == labels.long()
+
+
+def outcome_sign_hits(prediction: torch.Tensor, labels: torch.Tensor,
+                      threshold: float = 0.5) -> tuple[int, int]:
+    """Regression: among targets whose outcome is at least ``threshold`` away from zero (a
+    pickup, not a plain step), how many the prediction gets the sign of; ``(hits, n)``.
+
+    Why apart from :func:`is_correct`: most targets of a batch can be zero outcomes, and a
+    predictor that answers 0 everywhere is then mostly "within tolerance".
+    """
+    labels = labels.to(prediction.dtype)
+    outcome = labels.abs() >= threshold
+    hits = (torch.sign(prediction[outcome]) == torch.sign(labels[outcome])).sum()
+    return int(hits), int(outcome.sum())

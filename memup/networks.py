@@ -69,25 +69,29 @@ def add_nets(hidden: int = 128, chrono_horizon: int | None = None) -> TaskNets:
 
 def two_colors_nets(hidden: int = 128, frame_shape: tuple[int, int, int] = (3, 64, 112),
                     n_actions: int = 8, cnn: str = "small", chrono_horizon: int | None = None,
-                    interaction: bool = True, reconstruct: bool = False) -> TaskNets:
+                    interaction: bool = True, reconstruct: bool = False, query_shift: int = 0,
+                    predictor_dropout: float = 0.0) -> TaskNets:
     """Two-Colors: CNN(frame) ⊕ prev_action ⊕ prev_reward → LSTM; predictor on the target
     frame's own CNN embedding and action → reward (memup-spec E.9, sizes per ``cnn``).
 
     The predictor has a CNN of its own (not the memory's, detached): the pickup's colour
     must be read off the target frame whatever the memory's encoder learns to keep.
-    ``reconstruct`` gives both CNNs a thumbnail decoder (:meth:`TaskNets.reconstruction_loss`).
+    ``reconstruct`` gives both CNNs a thumbnail decoder (:meth:`TaskNets.reconstruction_loss`);
+    ``query_shift`` and ``predictor_dropout`` regularise the predictor in train mode (its
+    target frames moved by up to that many pixels; its head's inputs dropped at that rate).
     """
     memory = Memory(FrameEncoder(frame_shape, n_actions, "input", cnn, reconstruct), hidden,
                     chrono_horizon=chrono_horizon)
     predictor = two_colors_predictor(hidden, frame_shape, n_actions, cnn, interaction,
-                                     reconstruct)
+                                     reconstruct, query_shift, predictor_dropout)
     return TaskNets(memory, predictor, "regression")
 
 
 def two_colors_predictor(hidden: int, frame_shape: tuple[int, int, int], n_actions: int,
-                         cnn: str, interaction: bool, reconstruct: bool) -> QuestionPredictor:
+                         cnn: str, interaction: bool, reconstruct: bool, query_shift: int = 0,
+                         dropout: float = 0.0) -> QuestionPredictor:
     """The predictor of :func:`two_colors_nets` alone: m_t of width ``hidden`` and the
     target frame's own CNN embedding and action → reward."""
     return QuestionPredictor(
-        hidden, FrameEncoder(frame_shape, n_actions, "query", cnn, reconstruct),
-        hidden=256, interaction=interaction)
+        hidden, FrameEncoder(frame_shape, n_actions, "query", cnn, reconstruct, query_shift),
+        hidden=256, interaction=interaction, dropout=dropout)

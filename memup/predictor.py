@@ -17,20 +17,22 @@ class QuestionPredictor(nn.Module):
     sees the product ``m_t ⊙ q_k``: in T-Maze the reward is the XOR of the remembered clue and
     the final action, so neither alone correlates with it and a concat-only head starts on a
     saddle whose escape time grows with the corridor length; the product term gives the
-    memory a first-order learning signal from the first update.
+    memory a first-order learning signal from the first update. ``dropout`` drops the head's
+    inputs in train mode (0: none).
     """
 
     uses_context = False
 
     def __init__(
         self, memory_dim: int, query_encoder: nn.Module, hidden: int = 512, out_dim: int = 1,
-        interaction: bool = False,
+        interaction: bool = False, dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.query_encoder = query_encoder
         self.question = nn.Linear(query_encoder.out_dim, memory_dim)
         self.interaction = interaction
         width = memory_dim * (3 if interaction else 2)
+        self.dropout = nn.Dropout(dropout)  # no parameters: checkpoints load whatever the rate
         self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
         self.out_dim = out_dim
 
@@ -57,7 +59,7 @@ class QuestionPredictor(nn.Module):
 
     def _answer(self, memory: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
         parts = [memory, question, memory * question] if self.interaction else [memory, question]
-        out = self.head(torch.cat(parts, dim=-1))
+        out = self.head(self.dropout(torch.cat(parts, dim=-1)))
         return out.squeeze(-1) if self.out_dim == 1 else out
 
 

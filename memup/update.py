@@ -9,7 +9,7 @@ import torch
 
 from memup.batch import Batch
 from memup.detector import SurpriseDetector
-from memup.losses import is_correct, pointwise_loss
+from memup.losses import is_correct, outcome_sign_hits, pointwise_loss
 from memup.memory import detach_state, mask_state
 from memup.networks import TaskNets
 from memup.saved import count_saved_bytes
@@ -74,7 +74,8 @@ class Updater:
         self.updates = 0
 
     def step(self, batch: Batch) -> dict[str, float]:
-        """Trains on one batch; returns loss, accuracy, pairs, steps (and saved bytes)."""
+        """Trains on one batch; returns loss, accuracy, pairs, steps (regression: the pairs
+        whose outcome is nonzero and the share of them whose sign is right; saved bytes)."""
         cfg, memory, predictor = self.config, self.nets.memory, self.nets.predictor
         batch = batch.to(self.device)
         keep = ~batch.fresh
@@ -118,6 +119,11 @@ class Updater:
             "pairs": float(len(losses)),
             "steps": float(batch.steps),
         }
+        if self.nets.kind == "regression":
+            hits, outcomes = outcome_sign_hits(pred.detach(), batch.pair_labels)
+            stats["outcome_pairs"] = float(outcomes)
+            if outcomes:
+                stats["outcome_sign_accuracy"] = hits / outcomes
         if cfg.reconstruction > 0:
             stats["reconstruction_loss"] = reconstruction.item()
         if saved is not None:

@@ -50,6 +50,10 @@ def test_unrelated_environment_variables_are_ignored() -> None:
     (["memup.lane_horizon=-5"], "lane_horizon -5: use 0"),
     (["learner.init_memory_phase=3"], "init_memory_phase 3: use 2"),
     (["scorer.target_spacing=0"], "target_spacing 0: use 1"),
+    (["memup.query_shift=4"], "only the image predictor"),
+    (["memup.predictor_dropout=0.2"], "only the image predictor"),
+    (["task.env=two-colors", "memup.query_shift=-1"], "shift >= 0 pixels"),
+    (["task.env=two-colors", "memup.predictor_dropout=1.0"], "0 <= dropout < 1"),
 ])
 def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=needle):
