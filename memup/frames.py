@@ -118,6 +118,7 @@ CNN_SIZES = {
     "nature": ((32, 64, 64), 512),  # memup-spec E.9 (Nature-DQN): ~7.6 M, for a GPU
 }
 THUMBNAIL_POOL = 4
+"""A reconstructed thumbnail is the frame average-pooled 4 × 4 (64 × 112 → 16 × 28)."""
 
 
 def random_shift(frames: torch.Tensor, pad: int) -> torch.Tensor:
@@ -138,7 +139,6 @@ def random_shift(frames: torch.Tensor, pad: int) -> torch.Tensor:
     picked = padded[torch.arange(n, device=frames.device)[:, None, None], :,
                     rows[:, :, None], cols[:, None, :]]  # [N, H, W, C]
     return picked.permute(0, 3, 1, 2)
-"""A reconstructed thumbnail is the frame average-pooled 4 × 4 (64 × 112 → 16 × 28)."""
 
 
 class FrameEncoder(nn.Module):
