@@ -95,11 +95,15 @@ def test_a_new_run_starts_ppo_on_a_trained_memory(trained: Path, tmp_path: Path)
 
 
 def test_a_new_run_can_train_a_trained_memory_further(trained: Path, tmp_path: Path) -> None:
-    # A second phase I stage: the adopted memory trains further before any PPO.
+    # A second phase I stage: the adopted memory trains further before any PPO, with the
+    # phase I recipe's regularised predictor.
     run = up(tmp_path, "tc-more", f"learner.init_memory={trained}",
-             "learner.init_memory_phase=1", "memup.max_updates=10", "ppo.max_env_steps=1")
+             "learner.init_memory_phase=1", "memup.max_updates=10", "ppo.max_env_steps=1",
+             "memup.query_shift=4", "memup.predictor_dropout=0.2")
     one = [r for r in records(run) if r["phase"] == 1]
     assert one and one[-1]["update"] == 10  # counters start fresh
+    assert all(0 <= r["outcome_pairs"] <= r["pairs"] for r in one)
+    assert all(0 <= r["outcome_sign_accuracy"] <= 1 for r in one if r["outcome_pairs"])
     log = (run / "logs" / "learner.log").read_text()
     assert "(30 MemUP updates there)" in log and "phase I: training the memory" in log
     source = load_checkpoint(trained / "checkpoints" / "learner.pt")
