@@ -33,13 +33,14 @@ def is_correct(prediction: torch.Tensor, labels: torch.Tensor, kind: Kind,
 
 def outcome_sign_hits(prediction: torch.Tensor, labels: torch.Tensor,
                       threshold: float = 0.5) -> tuple[int, int]:
-    """Regression: among targets whose outcome is at least ``threshold`` away from zero (a
-    pickup, not a plain step), how many the prediction gets the sign of; ``(hits, n)``.
+    """Regression: among targets whose outcome is more than ``threshold`` away from zero (a
+    pickup, not a plain step), how many the prediction gets on the right side of zero;
+    ``(hits, n)``. The learner's batches and ``memup probe`` both count with this.
 
     Why apart from :func:`is_correct`: most targets of a batch can be zero outcomes, and a
     predictor that answers 0 everywhere is then mostly "within tolerance".
     """
     labels = labels.to(prediction.dtype)
-    outcome = labels.abs() >= threshold
-    hits = (torch.sign(prediction[outcome]) == torch.sign(labels[outcome])).sum()
+    outcome = labels.abs() > threshold
+    hits = ((prediction[outcome] > 0) == (labels[outcome] > 0)).sum()
     return int(hits), int(outcome.sum())

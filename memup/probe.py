@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from memup.episode import Episode
+from memup.losses import outcome_sign_hits
 from memup.memory import Memory
 from memup.stream import same_step_predictions
 
@@ -198,9 +199,10 @@ def window_signs(memory: Memory, predictor: nn.Module, episodes: list[Episode], 
         with torch.no_grad():
             predicted = predictor(state.expand(len(picked), -1),
                                   torch.from_numpy(episode.queries[picked]).to(device))
-        signs = torch.from_numpy(episode.labels[picked] > 0)
-        hits += int(((predicted.reshape(-1).cpu() > 0) == signs).sum())
-        total += len(picked)
+        found, n = outcome_sign_hits(predicted.reshape(-1).cpu(),
+                                     torch.from_numpy(episode.labels[picked]), threshold)
+        hits += found
+        total += n
     return {"step": step, "pickups": total, "sign_accuracy": hits / total if total else None}
 
 
