@@ -118,8 +118,9 @@ class FragmentPublisher(threading.Thread):
         """
         self._next_check = time.monotonic() + 0.5
         try:
-            phase, produced, trained = self.r.hmget(keys.control_key(self.run_id),
-                                                    ["phase", "env_steps", "trained_steps"])
+            phase, trained = self.r.hmget(keys.control_key(self.run_id),
+                                          ["phase", "trained_steps"])
+            produced = self.r.get(keys.env_steps_key(self.run_id))
             ppo_phase = phase == b"2"  # PPO consumes the episodes (all modes)
             group = keys.PPO_GROUP if ppo_phase else keys.SCORERS_GROUP
             behind = backlog(self.r, keys.episodes_stream(self.run_id), group,
@@ -146,7 +147,7 @@ class FragmentPublisher(threading.Thread):
             pipe.expire(key, ttl)
             if done is not None:
                 # A run-wide step count: the budget and the rate limit read it.
-                pipe.hincrby(keys.control_key(self.run_id), "env_steps", done.length)
+                pipe.incrby(keys.env_steps_key(self.run_id), done.length)
                 pipe.xadd(keys.episodes_stream(self.run_id), {EPISODE_FIELD: encode(done, limit)},
                           maxlen=self.config.redis.stream_maxlen, approximate=True)
         pipe.execute()

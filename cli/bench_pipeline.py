@@ -142,7 +142,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
 
             def totals() -> dict[str, float]:
                 statuses = read_statuses(r, run)
-                return {"published": float(r.hget(keys.control_key(run), "env_steps") or 0),
+                return {"published": float(r.get(keys.env_steps_key(run)) or 0),
                         "scored": statuses.get("scorer-0", {}).get("scored_steps", 0.0),
                         "trained": statuses.get("learner-0", {}).get("memup_steps", 0.0),
                         "time": time.monotonic()}

@@ -39,7 +39,7 @@ class StatusView:
         scoring = stream_stats(self.r, stream, keys.SCORERS_GROUP)
         ppo = stream_stats(self.r, stream, keys.PPO_GROUP)
         now = time.monotonic()
-        steps = float(self.r.hget(keys.control_key(self.run), "env_steps") or 0)
+        steps = float(self.r.get(keys.env_steps_key(self.run)) or 0)
         rate = 0.0
         if self.last is not None and now > self.last[0]:
             rate = max(0.0, steps - self.last[1]) / (now - self.last[0])

@@ -41,7 +41,11 @@ class RedisConfig:
     max_frame_bytes: int = 8 * 1024 * 1024
     fragment_ttl_s: int = 600  #: an abandoned episode's fragments expire by themselves
     stream_maxlen: int = 20_000  #: episodes stream cap (MAXLEN ~)
-    dead_letter_maxlen: int = 10_000
+    #: refused frames kept in the dead-letter stream, each cut to dead_letter_sample_bytes:
+    #: at most about maxlen * (sample + 600) bytes of Redis memory (1.6 MB by default)
+    dead_letter_maxlen: int = 1_000
+    dead_letter_sample_bytes: int = 1024
+    embedded_maxmemory: str = "2gb"  #: `memup up`'s Redis: writes fail (never evict) above it
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class ScorerConfig:
     janitor_idle_s: float = 30.0  #: XAUTOCLAIM min idle time
     janitor_period_s: float = 5.0
     cache_episodes: int = 256  #: assembled marked episodes kept in memory by the server
+    #: a learner silent this long loses what it was handed (rollouts go to the next learner)
+    lease_s: float = 30.0
     metrics_port: int = 0
 
 

@@ -165,5 +165,12 @@ def outcomes_key(run: str) -> str:
 
 
 def control_key(run: str) -> str:
-    """Hash of run-wide state the learner sets: ``phase`` (1, 2) and ``done`` (1 at the end)."""
+    """Hash of run-wide state only the learner writes: ``phase`` (1, 2), ``trained_steps``
+    and ``done`` (1 at the end). Actors may read it, never write it."""
     return f"{prefix(run)}control"
+
+
+def env_steps_key(run: str) -> str:
+    """Counter of the env steps every actor of the run has published (actors ``INCRBY`` it
+    with each finished episode; the budget and phase I's rate limit read it)."""
+    return f"{prefix(run)}env_steps"

@@ -29,9 +29,9 @@ from common.wire_fields import DTYPES, Field, schema_of
 
 __all__ = ["DTYPES", "KINDS", "SCHEMA_VERSION", "Message", "decode", "encode"]
 
-SCHEMA_VERSION = 2
-"""Bumped on every change to any message or array encoding (2: compressed arrays); both
-sides of a hop must agree."""
+SCHEMA_VERSION = 3
+"""Bumped on every change to any message or array encoding (2: compressed arrays; 3: the
+learner's incarnation on its requests); both sides of a hop must agree."""
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 """Frames above this are rejected before unpacking (a 128-step Two-Colors fragment: 2.8 MB)."""
 
@@ -114,9 +114,12 @@ class SegmentRequest:
     offset: int  #: the episode step the requested segment starts at
     credit: int  #: how many more segments the learner is ready to receive
     acks: list[str]  #: ids of the segments trained on since the lane's last request
+    #: the learner process's random id: a new one releases what its predecessor held
+    incarnation: str = ""
 
     def __post_init__(self) -> None:
-        _check(self, ids=() if self.episode is None else ("episode",),
+        _check(self, ids=(() if self.episode is None else ("episode",))
+               + (("incarnation",) if self.incarnation else ()),
                counts=("lane", "offset", "credit"))
         if self.episode is None and self.offset != 0:
             raise ValueError("SegmentRequest for a new episode must have offset 0")
@@ -152,9 +155,12 @@ class RolloutRequest:
     acks: list[str]  #: ids of the rollouts trained on since the last request
     policy_version: int  #: the learner's current policy version
     max_lag: int  #: serve only episodes played by a policy at most this many versions older
+    #: the learner process's random id: a new one releases what its predecessor held
+    incarnation: str = ""
 
     def __post_init__(self) -> None:
-        _check(self, ids=(), counts=("credit", "policy_version", "max_lag"))
+        _check(self, ids=("incarnation",) if self.incarnation else (),
+               counts=("credit", "policy_version", "max_lag"))
         for ack in self.acks:
             validate_id(ack, "RolloutRequest.acks item")
 

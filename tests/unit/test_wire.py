@@ -102,13 +102,13 @@ def test_a_whole_float_sent_as_an_int_decodes_as_a_float() -> None:
 # ---------------------------------------------------------------- pinned bytes
 
 GOLDEN_MARK = bytes.fromhex(
-    "86a17602a16ba46d61726ba7657069736f6465a465702d31a8737572707269736583a56474797065a7666c6f"
+    "86a17603a16ba46d61726ba7657069736f6465a465702d31a8737572707269736583a56474797065a7666c6f"
     "61743332a573686170659103a464617461c40c0000803f000000bf00000000a77461726765747383a5647479"
     "7065a5696e743634a57368617065920301a464617461c4180000000000000000020000000000000002000000"
     "00000000ae73636f7265725f76657273696f6e03"
 )
 GOLDEN_HEARTBEAT = bytes.fromhex(
-    "85a17602a16ba9686561727462656174a4726f6c65a673636f726572a77265706c696361a132a474696d65cb"
+    "85a17603a16ba9686561727462656174a4726f6c65a673636f726572a77265706c696361a132a474696d65cb"
     "3ff8000000000000"
 )
 
@@ -131,7 +131,7 @@ def test_frame_layout_is_the_documented_one() -> None:
                                               policy_version=0, fragments=1)))
     assert list(body) == ["v", "k", "episode", "actor", "length", "return", "policy_version",
                           "fragments"]
-    assert body["v"] == SCHEMA_VERSION == 2 and body["k"] == "episode_done"
+    assert body["v"] == SCHEMA_VERSION == 3 and body["k"] == "episode_done"
     array = msgpack.unpackb(encode(golden_mark()))["targets"]
     assert array == {"dtype": "int64", "shape": [3, 1],
                      "data": np.array([0, 2, 2], dtype="<i8").tobytes()}
