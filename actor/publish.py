@@ -19,6 +19,7 @@ import redis
 
 from common import keys
 from common.config import ClusterConfig
+from common.ledger import Ledger
 from common.lifecycle import Backoff
 from common.metrics import ActorMetrics
 from common.wire import EpisodeDone, Fragment, encode
@@ -52,6 +53,7 @@ class FragmentPublisher(threading.Thread):
         self.published = 0
         self.paused = False  #: consumers are behind: the env loop should wait
         self._next_check = 0.0
+        self.ledger = Ledger.from_env("actor")
 
     @property
     def queued(self) -> int:
@@ -141,6 +143,7 @@ class FragmentPublisher(threading.Thread):
         ttl = self.config.redis.fragment_ttl_s
         limit = self.config.redis.max_frame_bytes
         pipe = self.r.pipeline(transaction=True)
+        episodes = []  # (episode, index of its XADD's reply)
         for fragment, done in batch:
             key = keys.fragments_key(self.run_id, fragment.episode)
             pipe.rpush(key, encode(fragment, limit, self.codec))
@@ -148,9 +151,14 @@ class FragmentPublisher(threading.Thread):
             if done is not None:
                 # A run-wide step count: the budget and the rate limit read it.
                 pipe.incrby(keys.env_steps_key(self.run_id), done.length)
+                episodes.append((done.episode, len(pipe.command_stack)))
                 pipe.xadd(keys.episodes_stream(self.run_id), {EPISODE_FIELD: encode(done, limit)},
                           maxlen=self.config.redis.stream_maxlen, approximate=True)
-        pipe.execute()
+        replies = pipe.execute()
+        for episode, at in episodes:
+            entry_id = replies[at]
+            self.ledger.record("produced", ep=episode,
+                               id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
         elapsed = time.perf_counter() - started
         for _ in batch:
             self.metrics.fragment_publish_duration_seconds.observe(elapsed / len(batch))

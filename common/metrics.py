@@ -168,7 +168,15 @@ class ScorerMetrics(_RoleMetrics):
         self.segments_served_total = c("segments_served_total", "Segments sent to learners.")
         self.segments_acked_total = c("segments_acked_total", "Segments acknowledged.")
         self.segments_redelivered_total = c("segments_redelivered_total",
-                                            "Segments sent again after no ack.")
+                                            "Segments sent again to a lane that asked again.")
+        self.rollouts_redelivered_total = c("rollouts_redelivered_total",
+                                            "Rollouts sent again: unacked, or taken back.")
+        self.handouts_released_total = c(
+            "handouts_released_total", "Hand-outs taken back from a learner incarnation.",
+            ["kind", "reason"])
+        for kind in ("rollout", "segment"):
+            for reason in ("new_incarnation", "lease_expired"):
+                self.handouts_released_total.labels(kind=kind, reason=reason)
         self.rollouts_served_total = c("rollouts_served_total", "Rollouts sent for PPO.")
         self.rollouts_acked_total = c("rollouts_acked_total", "Rollouts acknowledged.")
         self.rollouts_dropped_total = c("rollouts_dropped_total", "Rollouts never served.",
@@ -210,6 +218,7 @@ class LearnerMetrics(_RoleMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         c, g, h = self._counter, self._gauge, self._histogram
+        self.redis_errors_total = c("redis_errors_total", "Failed Redis calls.", ["kind"])
         self.updates_total = c("updates_total", "Optimizer updates.", ["kind"])
         self.samples_total = c("samples_total", "Steps trained on.", ["kind"])
         self.update_duration_seconds = h("update_duration_seconds", "Time of one update.",

@@ -1,8 +1,10 @@
 """The learner's checkpoint: every network, optimiser, lane state and counter of the run.
 
 Written atomically (temp file, fsync, rename) every ``checkpoint_every_s`` seconds and at a
-clean stop, read back with ``weights_only=True``. A restarted learner resumes its step
-counts and weights versions, so versions stay monotonic for actors and scorers.
+clean stop, read back with ``weights_only=True``; writing one never touches Redis. A
+restarted learner resumes its step counts and weights versions, so versions stay monotonic
+for actors and scorers, and the rollouts it trained on but had not acked, so it acks them
+instead of training on them twice.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def learner_state(learner: Learner) -> dict[str, Any]:
         "memup_steps": learner.memup_steps,
         "ppo_updates": learner.ppo_updates,
         "env_steps_trained": learner.env_steps_trained,
-        "env_steps": learner.env_steps(),
+        "env_steps": learner.state.env_steps_seen,  # as last read: a checkpoint needs no Redis
+        "feed": learner.feed.state_dict(),
         "outcomes": list(learner.outcomes),
         "done": learner.done,
         "rng": torch.get_rng_state(),
@@ -61,7 +64,8 @@ def restore(learner: Learner, state: dict[str, Any]) -> None:
     learner.memup_steps = int(state["memup_steps"])
     learner.ppo_updates = int(state["ppo_updates"])
     learner.env_steps_trained = int(state["env_steps_trained"])
-    learner.resume_step_counts(int(state["env_steps"]))
+    learner.state.env_steps_seen = int(state["env_steps"])
+    learner.feed.load_state_dict(state.get("feed", {}))
     learner.outcomes.extend(int(o) for o in state["outcomes"])
     learner.done = bool(state.get("done", False))
     torch.set_rng_state(state["rng"])

@@ -8,12 +8,19 @@ while the learner trains on that batch (libzmq's I/O thread receives meanwhile):
 reply that answers no open request is a duplicate and is dropped, never trained on twice.
 
 Rollouts (PPO): :meth:`SegmentFeed.rollouts` asks with a credit, dedupes by rollout id and
-acknowledges, with the next request, the ids the learner trained on.
+acknowledges, with the next request, the ids the learner trained on. A rollout it has already
+trained on (sent again after a lost ack or a scorer restart) is dropped and acked again.
+
+Every request carries this process's random incarnation id: a scorer that sees a new one
+knows the learner restarted and serves what the old one held again. The ids trained on and
+not yet acked are part of the checkpoint (:meth:`SegmentFeed.state_dict`), so a restarted
+learner acks them instead of training on them twice.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -33,6 +40,8 @@ from memup.batch import Batch, LaneSlice, collate
 log = logging.getLogger(__name__)
 
 DISCOVERY_PERIOD_S = 2.0
+SEEN_KEPT = 20_000
+"""Rollout ids remembered as trained (and kept in the checkpoint) to drop their repeats."""
 
 
 @dataclass
@@ -57,7 +66,10 @@ class SegmentFeed:
         self.acks: list[str] = []
         self.rollout_acks: list[str] = []
         self.received: dict[str, Rollout] = {}
-        self.seen_rollouts: dict[str, None] = {}
+        self.seen_rollouts: dict[str, None] = {}  # trained on (or dropped) and acked
+        self.taken: set[str] = set()  # handed to the trainer, not yet trained on
+        self.batch_episodes: list[str] = []  #: the episode of each lane's segment, last batch
+        self.incarnation = secrets.token_hex(8)
         self.said = RateLimitedLog(log)
 
     # -- discovery ----------------------------------------------------------------------
@@ -70,10 +82,17 @@ class SegmentFeed:
         self.next_discovery = now + DISCOVERY_PERIOD_S
         run = self.config.run.name
         found = set()
-        for key in self.r.scan_iter(match=keys.scorer_endpoints_pattern(run), count=100):
-            value = self.r.get(key)
-            if value:
-                found.add(value.decode())
+        try:
+            for key in self.r.scan_iter(match=keys.scorer_endpoints_pattern(run), count=100):
+                value = self.r.get(key)
+                if value:
+                    found.add(value.decode())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Keep the scorers we know: ZeroMQ does not need Redis once connected.
+            self.metrics.redis_errors_total.labels(kind="connection").inc()
+            self.said.warning("discover", "scorer discovery failed (%s); keeping %d scorers",
+                              exc, len(self.endpoints))
+            return len(self.endpoints)
         for endpoint in found - self.endpoints:
             self.sock.connect(endpoint)
             log.info("connected to scorer %s", endpoint)
@@ -114,8 +133,10 @@ class SegmentFeed:
             if isinstance(msg, Segment):
                 self._file_segment(msg)
             elif isinstance(msg, Rollout):
-                if msg.rollout_id in self.seen_rollouts:
+                if msg.rollout_id in self.seen_rollouts or msg.rollout_id in self.taken:
                     self.metrics.segments_duplicate_total.inc()
+                    if msg.rollout_id in self.seen_rollouts:  # trained on: ack it once more
+                        self.rollout_acks.append(msg.rollout_id)
                     continue
                 self.received[msg.rollout_id] = msg
             else:
@@ -145,7 +166,7 @@ class SegmentFeed:
     def _request(self, b: int, lane: _Lane, now: float) -> None:
         acks, self.acks = self.acks, []
         req = SegmentRequest(lane=b, episode=lane.episode, offset=lane.offset, credit=1,
-                             acks=acks)
+                             acks=acks, incarnation=self.incarnation)
         if not self._send(req):
             self.acks = acks + self.acks
         lane.sent = now
@@ -170,11 +191,13 @@ class SegmentFeed:
             self._receive(0.05)
         self.metrics.segment_wait_seconds.observe(time.monotonic() - started)
         slices, fresh = [], np.zeros(len(self.lanes), dtype=bool)
+        self.batch_episodes = []
         for b, lane in enumerate(self.lanes):
             seg = lane.segment
             assert seg is not None
             fresh[b] = seg.offset == 0 or seg.episode != lane.last_episode
             slices.append(_as_slice(seg))
+            self.batch_episodes.append(seg.episode)
             self.acks.append(seg.segment_id)
             end = seg.offset + len(seg.arrays["inputs"])
             lane.last_episode = seg.episode
@@ -205,7 +228,8 @@ class SegmentFeed:
             if sent is None or now - sent > self.config.learner.request_timeout_s:
                 acks, self.rollout_acks = self.rollout_acks, []
                 request = RolloutRequest(credit=n - len(self.received), acks=acks,
-                                         policy_version=policy_version, max_lag=max_lag)
+                                         policy_version=policy_version, max_lag=max_lag,
+                                         incarnation=self.incarnation)
                 if not self._send(request):
                     self.rollout_acks = acks + self.rollout_acks
                 sent = now
@@ -213,20 +237,33 @@ class SegmentFeed:
         picked = list(self.received.values())[:n]
         for rollout in picked:
             del self.received[rollout.rollout_id]
-            self.seen_rollouts[rollout.rollout_id] = None
-        while len(self.seen_rollouts) > 100_000:
-            self.seen_rollouts.pop(next(iter(self.seen_rollouts)))
+            self.taken.add(rollout.rollout_id)
         return picked
 
     def ack_rollouts(self, ids: list[str]) -> None:
-        """Marks rollouts as trained on; the ids ride on the next rollout request."""
+        """Marks rollouts as trained on (or dropped): the ids ride on the next rollout
+        request, and a repeat of one is dropped and acked again."""
         self.rollout_acks.extend(ids)
+        for rollout_id in ids:
+            self.taken.discard(rollout_id)
+            self.seen_rollouts[rollout_id] = None
+        while len(self.seen_rollouts) > SEEN_KEPT:
+            self.seen_rollouts.pop(next(iter(self.seen_rollouts)))
+
+    def state_dict(self) -> dict[str, list[str]]:
+        """The rollouts trained on (newest ``SEEN_KEPT``) and the acks not yet sent."""
+        return {"seen": list(self.seen_rollouts), "acks": list(self.rollout_acks)}
+
+    def load_state_dict(self, state: dict[str, list[str]]) -> None:
+        """Restores :meth:`state_dict`: the acks go out with the next request."""
+        self.seen_rollouts = dict.fromkeys(state.get("seen", []))
+        self.rollout_acks = list(state.get("acks", []))
 
     def flush_acks(self) -> None:
         """Sends pending rollout acks now (at shutdown)."""
         if self.rollout_acks:
             self._send(RolloutRequest(credit=0, acks=self.rollout_acks, policy_version=0,
-                                      max_lag=0))
+                                      max_lag=0, incarnation=self.incarnation))
             self.rollout_acks = []
 
     def close(self) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from common import keys
 from common.config import ClusterConfig
 from common.curves import plot_curves
 from common.metrics import LearnerMetrics, serve_metrics
@@ -42,7 +41,9 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
     learner = Learner(config, r, feed, metrics, run_log, stop, device)
     checkpointer = Checkpointer(learner, out, config.learner.checkpoint_every_s, metrics)
     resumed = checkpointer.resume()
+    learner.ledger.record("resumed", inc=feed.incarnation, u=learner.ppo_updates)
     learner.sync_versions()
+    learner.keep_run_state(force=True)  # a fresh or emptied Redis gets the run's state back
     if not resumed and config.learner.init_memory:
         adopt_memory(learner, Path(config.learner.init_memory))
     learner.on_update = checkpointer.maybe
@@ -72,7 +73,7 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
         beat.stop()
         feed.close()
     if learner.done:
-        r.hset(keys.control_key(config.run.name), "done", 1)
+        learner.set_control(done=1)
     write_curves(out)
     if learner.done and config.learner.idle_when_done and not stop.is_set():
         log.info("run finished; results in %s. Waiting to be stopped "

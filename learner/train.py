@@ -25,6 +25,7 @@ import torch
 
 from common import keys
 from common.config import ClusterConfig
+from common.ledger import Ledger
 from common.metrics import LearnerMetrics
 from common.models import DETECTOR, POLICY, flatten, memory_nets, policy_model
 from common.runlog import RunLog
@@ -32,6 +33,7 @@ from common.tasks import PICKUP_ABOVE, task_spec
 from common.weights import publish_weights, weights_version
 from learner.feed import SegmentFeed
 from learner.rollouts import rollout_batch
+from learner.run_state import RunState
 from memup.detector import SurpriseDetector
 from memup.policy import FrameHeads, soft_update
 from memup.ppo import PPOConfig, PPOTrainer
@@ -49,6 +51,8 @@ class Learner:
         self.config, self.r, self.feed, self.metrics, self.run_log, self.stop = (
             config, r, feed, metrics, run_log, stop)
         self.device = device
+        self.ledger = Ledger.from_env("learner")
+        self.state = RunState(config, r, metrics, stop, self.ledger)
         self.spec = task_spec(config)
         m, p = config.memup, config.ppo
         self.nets = memory_nets(config)
@@ -89,21 +93,25 @@ class Learner:
         else:
             parts = {"memory": self.policy_memory, "heads": self.policy}
         self.versions[name] += 1
-        publish_weights(self.r, self.config.run.name, name, flatten(parts), self.versions[name])
+        flat, version, run = flatten(parts), self.versions[name], self.config.run.name
+        # Repeating a publish is a no-op, so a retry after a lost reply is safe.
+        self.state.call(lambda: publish_weights(self.r, run, name, flat, version),
+                        f"publishing {name} weights")
         self.metrics.weights_version.labels(name=name).set(self.versions[name])
 
     def env_steps(self) -> int:
         """Env steps all actors of the run have published (the budget counts these)."""
-        return int(self.r.hget(keys.control_key(self.config.run.name), "env_steps") or 0)
+        return self.state.env_steps()
 
-    def resume_step_counts(self, steps: int) -> None:
-        """After a restart on a fresh Redis, carries the run's step counts over: the env
-        steps (the budget) and the steps trained on, which the actors' phase I rate limit
-        weighs them against — without it the actors would wait for training that waits
-        for their episodes."""
-        key = keys.control_key(self.config.run.name)
-        self.r.hsetnx(key, "env_steps", steps)
-        self.r.hsetnx(key, "trained_steps", self.memup_steps)
+    def keep_run_state(self, force: bool = False) -> None:
+        """Puts the run's phase, counts and weights back if Redis lost them (see
+        :meth:`RunState.ensure`): the actors' phase I rate limit weighs the env steps against
+        the steps trained on, and readers need weights to fetch."""
+        if self.state.ensure(self.phase, self.memup_steps, force):
+            if self.phase == 1 or self.config.ppo.mode == "joint":
+                self.publish(DETECTOR)
+            if self.phase == 2:
+                self.publish(POLICY)
 
     def sync_versions(self) -> None:
         """Continues weights versions after the newest published ones.
@@ -112,11 +120,13 @@ class Learner:
         reuse a version: readers already at it would never fetch the rolled-back weights.
         """
         for name in self.versions:
-            published = weights_version(self.r, self.config.run.name, name)
+            published = self.state.call(
+                lambda name=name: weights_version(self.r, self.config.run.name, name),
+                "reading weights versions")
             self.versions[name] = max(self.versions[name], published)
 
     def set_control(self, **fields: int) -> None:
-        self.r.hset(keys.control_key(self.config.run.name), mapping=fields)
+        self.state.set_control(**fields)
 
     # -- phase I --------------------------------------------------------------------------
 
@@ -127,6 +137,7 @@ class Learner:
             batch = self.feed.next_batch(timeout_s=1.0)
         if batch is None:
             return None
+        self.keep_run_state()
         m = self.config.memup
         measure = m.measure_every > 0 and self.memup_updates % m.measure_every == 0
         started = time.perf_counter()
@@ -134,6 +145,7 @@ class Learner:
         self.updater.config = replace(self.base_update, measure_saved=measure)
         stats = self.updater.step(batch)
         self.memup_updates += 1
+        self.ledger.episodes("sampled", sorted(set(self.feed.batch_episodes)))
         elapsed = time.perf_counter() - started
         self.metrics.update_duration_seconds.labels(kind="memup").observe(elapsed)
         self.metrics.updates_total.labels(kind="memup").inc()
@@ -159,14 +171,18 @@ class Learner:
         Outcomes scored by older detector versions stay in the window: the detector only
         improves, so they can only make the measurement stricter.
         """
-        raw = self.r.lrange(keys.outcomes_key(self.config.run.name), 0,
-                            self.config.memup.accuracy_episodes - 1)
+        key, n = keys.outcomes_key(self.config.run.name), self.config.memup.accuracy_episodes
+        raw = self.state.call(lambda: self.r.lrange(key, 0, n - 1), "reading outcomes")
         picked = [int(v.split(b":")[1]) for v in raw]
         return (sum(picked) / len(picked) if picked else 0.0), len(picked)
 
     def wait_for_replay(self) -> None:
         key = keys.replay_key(self.config.run.name)
-        while not self.stop.is_set() and self.r.zcard(key) < self.config.memup.min_replay:
+        while not self.stop.is_set():
+            self.keep_run_state()
+            if self.state.call(lambda: self.r.zcard(key), "reading the replay window") \
+                    >= self.config.memup.min_replay:
+                return
             self.stop.wait(0.5)
 
     def run_phase_one(self) -> None:
@@ -200,6 +216,7 @@ class Learner:
         self.adopt_policy_encoder()
         self.phase = 2
         self.publish(POLICY)
+        self.state.begin_ppo()
         self.set_control(phase=2)
         self.metrics.phase.set(2)
 
@@ -229,12 +246,14 @@ class Learner:
         version = self.versions[POLICY]
         rollouts = []
         while len(rollouts) < p.episodes_per_update and not self.stop.is_set():
+            self.keep_run_state()
             got = self.feed.rollouts(p.episodes_per_update - len(rollouts), version, p.max_lag,
                                      timeout_s=1.0)
             stale = [r for r in got if version - r.policy_version > p.max_lag]
             if stale:  # received ahead of need, then the policy moved on: never train on them
                 self.metrics.rollouts_dropped_total.inc(len(stale))
                 self.feed.ack_rollouts([r.rollout_id for r in stale])
+                self.ledger.episodes("dropped", [r.episode for r in stale], why="stale")
             rollouts += [r for r in got if version - r.policy_version <= p.max_lag]
         if self.stop.is_set():
             return None
@@ -251,6 +270,8 @@ class Learner:
             time.perf_counter() - started)
         self.feed.ack_rollouts([r.rollout_id for r in rollouts])
         self.ppo_updates += 1
+        self.ledger.episodes("trained", [r.episode for r in rollouts],
+                             inc=self.feed.incarnation, u=self.ppo_updates)
         steps = int(batch.mask.sum())
         self.env_steps_trained += steps
         for r in rollouts:
@@ -284,6 +305,7 @@ class Learner:
         p = self.config.ppo
         if self.versions[POLICY] == 0:
             self.publish(POLICY)
+            self.state.begin_ppo()
             self.set_control(phase=2)
         self.metrics.phase.set(2)
         log.info("phase II: PPO (%s) on %d-episode batches", p.mode, p.episodes_per_update)

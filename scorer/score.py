@@ -21,6 +21,7 @@ import torch
 from common import keys
 from common.config import ClusterConfig
 from common.errors import WireError
+from common.ledger import Ledger
 from common.lifecycle import Backoff, RateLimitedLog
 from common.metrics import ScorerMetrics
 from common.models import DETECTOR, load_flat, memory_nets
@@ -62,6 +63,7 @@ class ScoringLoop:
         self.phase = 1
         self.scored_steps = 0  #: steps of the episodes admitted to the window
         self.said = RateLimitedLog(log)
+        self.ledger = Ledger.from_env("scorer")
         ensure_group(r, self.stream, keys.SCORERS_GROUP, "0")
 
     # -- the loop ---------------------------------------------------------------------
@@ -190,6 +192,7 @@ class ScoringLoop:
             pipe.zadd(keys.replay_key(run), {done.episode: now})
         pipe.xack(self.stream, keys.SCORERS_GROUP, *[entry_id for entry_id, _, _ in todo])
         pipe.execute()
+        self.ledger.episodes("scored", [done.episode for _, done, _ in todo])
         self.metrics.episodes_scored_total.inc(len(todo))
         self.scored_steps += sum(len(ep) for _, _, ep in todo)
         self.metrics.scored_through(now)

@@ -2,11 +2,13 @@
 
 Segment requests are self-contained ("lane 3: episode E from step 120", or "lane 5: a new
 episode"), so any scorer replica can answer any request; the server only caches assembled
-episodes. The learner piggybacks the ids it trained on onto later requests. For PPO the
-server reads the ``ppo`` group of the episodes stream and XACKs an entry only once the
-learner acked its rollout: a rollout lost between server and learner is sent again after
-``request_timeout_s``, and one played by a policy older than the learner allows is dropped
-and counted. Every frame from a peer is decoded with the size limit; a bad one is counted,
+episodes. The learner piggybacks the ids it trained on onto later requests. For PPO (served
+only in phase II) the server reads the ``ppo`` group of the episodes stream and XACKs an
+entry only once the learner acked its rollout. Every hand-out is leased to the learner's
+incarnation (:mod:`scorer.handouts`): a restarted or silent learner's rollouts are served
+again to the next one; a rollout lost in the hop is sent again after twice
+``request_timeout_s``; one played by a policy older than the learner allows is dropped and
+counted. Every frame from a peer is decoded with the size limit; a bad one is counted,
 dead-lettered, and the server goes on.
 """
 
@@ -24,9 +26,10 @@ import zmq
 from common import keys
 from common.config import ClusterConfig
 from common.errors import WireError
+from common.ledger import Ledger
 from common.lifecycle import Backoff, HeartbeatThread, RateLimitedLog
 from common.metrics import ScorerMetrics
-from common.redis_io import ack, ensure_group, read_group
+from common.redis_io import ack, read_group
 from common.tasks import task_spec
 from common.wire import Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
 from common.wire_codec import WireCodec
@@ -35,8 +38,12 @@ from memup.batch import lane_slice
 from memup.episode import Episode
 from scorer.dead_letter import dead_letter
 from scorer.episodes import EpisodeUnavailable, load_done, load_marked, load_steps
+from scorer.handouts import Handouts
 
 log = logging.getLogger(__name__)
+
+PHASE_CHECK_S = 1.0
+"""How long the server trusts the run's phase it read (PPO is served in phase II only)."""
 
 
 class SegmentServer:
@@ -65,10 +72,11 @@ class SegmentServer:
         self.endpoint = f"tcp://{sc.advertise_host}:{self.port}"
         self.cache: OrderedDict[str, Episode] = OrderedDict()
         self.unacked: OrderedDict[str, float] = OrderedDict()  # segment id -> time served
-        self.in_flight: dict[str, tuple[bytes, float, bytes]] = {}  # rollout -> peer, t, frame
-        self.credit: dict[bytes, tuple[int, int, int]] = {}  # peer -> credit, version, lag
-        self.ppo_ready = False
+        self.lane_served: dict[int, str] = {}  # lane -> the segment it was served last
+        self.handouts = Handouts(sc.lease_s)
         self.ppo_draining = True
+        self.phase, self.phase_read = 0, -PHASE_CHECK_S
+        self.ledger = Ledger.from_env("scorer")
         self.stream = keys.episodes_stream(self.run_id)
         self.said = RateLimitedLog(log)
         key = keys.scorer_endpoint_key(self.run_id, consumer.split("-", 1)[1])
@@ -86,9 +94,10 @@ class SegmentServer:
                 try:
                     if self.sock.poll(50):
                         self.handle_one()
-                    if self.credit:
+                    if self.handouts.credit:
                         self._pump_rollouts()
                     self._resend_overdue()
+                    self._expire_leases()
                     backoff.reset()
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # The request is lost with it; the learner asks again after its timeout.
@@ -167,6 +176,7 @@ class SegmentServer:
         return None
 
     def _serve_segment(self, peer: bytes, req: SegmentRequest) -> None:
+        self._claim(req.incarnation)
         for acked in req.acks:
             if self.unacked.pop(acked, None) is not None:
                 self.metrics.segments_acked_total.inc()
@@ -195,52 +205,108 @@ class SegmentServer:
         segment = Segment(segment_id=segment_id, lane=req.lane, episode=episode, offset=offset,
                           arrays={"inputs": piece.inputs, "queries": piece.queries},
                           targets=targets, policy_version=0)
-        if segment_id in self.unacked:
+        # A retry of the lane's unanswered request, not two lanes on one episode start.
+        if self.lane_served.get(req.lane) == segment_id and segment_id in self.unacked:
             self.metrics.segments_redelivered_total.inc()
         if self._send(peer, encode(segment, self.limit, self.codec)):
             self.unacked[segment_id] = time.monotonic()
+            self.unacked.move_to_end(segment_id)
+            self.lane_served[req.lane] = segment_id
             if len(self.unacked) > 100_000:  # a learner that never acks must not grow us
                 self.unacked.popitem(last=False)
             self.metrics.segments_served_total.inc()
+
+    # -- leases -------------------------------------------------------------------------
+
+    def _claim(self, incarnation: str) -> None:
+        """Renews the requesting learner's lease; a new incarnation takes over everything."""
+        previous = self.handouts.holder
+        released = self.handouts.claim(incarnation)
+        if previous and previous != incarnation:
+            self._released("new_incarnation", released)
+            log.info("a new learner (incarnation %s) replaced %s: %d rollouts it held are "
+                     "served again", incarnation or "-", previous, released)
+
+    def _released(self, reason: str, rollouts: int) -> None:
+        """Counts released hand-outs; the segments the old holder never acked are forgotten
+        (segment requests are self-contained: nothing waits on them)."""
+        self.metrics.handouts_released_total.labels(kind="rollout", reason=reason).inc(rollouts)
+        self.metrics.handouts_released_total.labels(kind="segment", reason=reason).inc(
+            len(self.unacked))
+        self.unacked.clear()
+        self.lane_served.clear()
+
+    def _expire_leases(self) -> None:
+        if self.handouts.expired():
+            holder = self.handouts.holder
+            released = self.handouts.release()
+            self._released("lease_expired", released)
+            self.said.warning("lease", "learner %s silent for %.0fs: its lease ended, %d "
+                              "rollouts it held are served again", holder,
+                              self.handouts.lease_s, released)
+
+    def _ppo_phase(self) -> bool:
+        """Whether the run is in phase II (re-read from Redis at most once a second)."""
+        now = time.monotonic()
+        if now - self.phase_read >= PHASE_CHECK_S:
+            raw = self.r.hget(keys.control_key(self.run_id), "phase")
+            self.phase, self.phase_read = int(raw or 0), now
+        return self.phase == 2
 
     # -- PPO rollouts ---------------------------------------------------------------------
 
     def _serve_rollouts(self, peer: bytes, req: RolloutRequest) -> None:
         """Takes the learner's acks and its credit; :meth:`_pump_rollouts` spends the credit."""
-        if not self.ppo_ready:
-            # Created at the first request: episodes from before PPO started are not wanted.
-            ensure_group(self.r, self.stream, keys.PPO_GROUP, "$")
-            self.ppo_ready = True
-        if req.acks:
-            acked = [a for a in req.acks if self.in_flight.pop(a, None) is not None]
-            ack(self.r, self.stream, keys.PPO_GROUP, req.acks)
+        if not self._ppo_phase():
+            # PPO's queue is not open yet: a request now gets nothing (and is counted).
+            self.metrics.rejected_messages_total.labels(reason="ppo_not_started").inc()
+            self.said.warning("ppo_not_started", "a rollout request before phase II: ignored")
+            return
+        self._claim(req.incarnation)
+        acked = self.handouts.acked(req.acks)
+        if acked:
+            ack(self.r, self.stream, keys.PPO_GROUP, acked)
             self.metrics.rollouts_acked_total.inc(len(acked))
         # The newest request states how many more rollouts the learner can take now.
-        self.credit[peer] = (req.credit, req.policy_version, req.max_lag)
+        self.handouts.credit[peer] = (req.credit, req.policy_version, req.max_lag)
         self._pump_rollouts()
 
     def _pump_rollouts(self) -> None:
-        """Sends rollouts to learners with credit left, as far as the ppo group has entries."""
-        for peer, (credit, version, max_lag) in list(self.credit.items()):
-            if credit <= 0:
-                continue
-            result = read_group(self.r, self.stream, keys.PPO_GROUP, self.consumer,
-                                count=credit, block_ms=None, pending=self.ppo_draining)
-            if self.ppo_draining and not (result.entries or result.trimmed):
-                self.ppo_draining = False
+        """Sends rollouts to learners with credit left: those taken back first, then new
+        entries of the ppo group (after a restart, this consumer's own pending ones)."""
+        h = self.handouts
+        for peer, (credit, version, max_lag) in list(h.credit.items()):
             sent = 0
-            for entry_id, fields in result.entries:
-                if entry_id not in self.in_flight:
+            while sent < credit and h.returned:
+                entry_id, fields = next(iter(h.returned.items()))
+                del h.returned[entry_id]
+                sent += self._send_rollout(peer, version, max_lag, entry_id, fields)
+                self.metrics.rollouts_redelivered_total.inc()
+            if sent < credit:
+                result = read_group(self.r, self.stream, keys.PPO_GROUP, self.consumer,
+                                    count=10_000 if self.ppo_draining else credit - sent,
+                                    block_ms=None, pending=self.ppo_draining)
+                if self.ppo_draining:  # one pass: what we held before a restart comes back
+                    self.ppo_draining = False
+                    for entry_id, fields in result.entries:
+                        if not h.known(entry_id):
+                            h.returned[entry_id] = fields
+                    continue
+                for entry_id, fields in result.entries:
                     sent += self._send_rollout(peer, version, max_lag, entry_id, fields)
-            self.credit[peer] = (credit - sent, version, max_lag)
+            if peer in h.credit:
+                h.credit[peer] = (credit - sent, version, max_lag)
 
     def _send_rollout(self, peer: bytes, version: int, max_lag: int, entry_id: str,
                       fields: dict[bytes, bytes]) -> bool:
-        """Sends one ppo-group entry as a rollout; True if sent (else dropped and acked)."""
+        """Sends one ppo-group entry as a rollout; True if sent (else dropped and acked, or
+        kept for the next learner when this one cannot be reached)."""
+        done = None
         try:
             done = load_done(self.r, self.run_id, fields, self.limit)
             if done.policy_version < version - max_lag:
                 self.metrics.rollouts_dropped_total.labels(reason="stale").inc()
+                self.ledger.record("dropped", ep=done.episode, why="stale")
                 ack(self.r, self.stream, keys.PPO_GROUP, [entry_id])
                 return False
             steps = load_steps(self.r, self.run_id, done, self.limit)
@@ -250,24 +316,27 @@ class SegmentServer:
             return False
         except EpisodeUnavailable as exc:
             self.metrics.rollouts_dropped_total.labels(reason=f"episode_{exc.reason}").inc()
+            if done is not None:
+                self.ledger.record("dropped", ep=done.episode, why=exc.reason)
             ack(self.r, self.stream, keys.PPO_GROUP, [entry_id])
             return False
         rollout = Rollout(rollout_id=entry_id, episode=done.episode,
                           arrays={k: np.ascontiguousarray(v) for k, v in steps.items()},
                           policy_version=done.policy_version)
-        frame = encode(rollout, self.limit, self.codec)
-        if not self._send(peer, frame):
+        if not self._send(peer, encode(rollout, self.limit, self.codec)):
+            # That learner is gone: the rollout waits for the next one, credit and all.
+            self.handouts.returned[entry_id] = fields
+            self.handouts.credit.pop(peer, None)
             return False
-        self.in_flight[entry_id] = (peer, time.monotonic(), frame)
+        self.handouts.hand(entry_id, peer, fields)
         self.metrics.rollouts_served_total.inc()
         return True
 
     def _resend_overdue(self) -> None:
-        deadline = time.monotonic() - 2 * self.config.learner.request_timeout_s
-        for entry_id, (peer, sent, frame) in list(self.in_flight.items()):
-            if sent < deadline:
-                if self._send(peer, frame):
-                    self.in_flight[entry_id] = (peer, time.monotonic(), frame)
-                    self.metrics.segments_redelivered_total.inc()
-                else:
-                    del self.in_flight[entry_id]  # that learner is gone; its PEL entry stays
+        """Sends again what was not acked for twice the learner's request timeout (a reply
+        lost in the ZeroMQ hop; the learner drops what it already has and acks it again)."""
+        before = time.monotonic() - 2 * self.config.learner.request_timeout_s
+        for entry_id, peer, fields in self.handouts.overdue(before):
+            del self.handouts.in_flight[entry_id]
+            if self._send_rollout(peer, 0, 1 << 30, entry_id, fields):
+                self.metrics.rollouts_redelivered_total.inc()

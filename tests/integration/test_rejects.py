@@ -26,6 +26,7 @@ from common.embedded_redis import EmbeddedRedis
 from common.metrics import ScorerMetrics
 from common.redis_io import connect
 from common.wire import (
+    SCHEMA_VERSION,
     Fragment,
     Heartbeat,
     Segment,
@@ -132,7 +133,7 @@ def test_segment_server_refuses_bad_frames_and_keeps_serving(scorer: Scorer) -> 
         ("random bytes", [random.Random(0).randbytes(300)], "malformed"),
         ("truncated frame", [valid[:-3]], "malformed"),
         ("empty frame", [b""], "malformed"),
-        ("schema version 3", [tamper(valid, v=3)], "schema_version"),
+        ("another schema version", [tamper(valid, v=SCHEMA_VERSION + 1)], "schema_version"),
         ("unknown kind", [tamper(valid, k="bogus")], "unknown_kind"),
         ("object dtype", [object_dtype], "dtype"),
         ("not a request", [encode(Heartbeat(role="actor", replica="0", time=1.0))],
@@ -188,7 +189,7 @@ def test_bad_episode_entries_are_counted_dead_lettered_and_acked(scorer: Scorer)
     entries: list[tuple[dict[bytes, bytes], str, str]] = [
         ({EPISODE_FIELD: random.Random(1).randbytes(64)}, REJECTED, "malformed"),
         ({b"other": good_frame}, REJECTED, "malformed"),
-        ({EPISODE_FIELD: tamper(good_frame, v=3)}, REJECTED, "schema_version"),
+        ({EPISODE_FIELD: tamper(good_frame, v=SCHEMA_VERSION + 1)}, REJECTED, "schema_version"),
         ({EPISODE_FIELD: encode(frags[0])}, REJECTED, "malformed"),  # a Fragment, not a done
         ({EPISODE_FIELD: tamper(good_frame, pad=b"\0" * LIMIT)}, REJECTED, "too_large"),
         ({EPISODE_FIELD: good_frame}, DROPPED, "missing"),  # its fragments never came

@@ -84,7 +84,8 @@ def test_fuzzed_frames_decode_or_raise_a_wire_error() -> None:
     assert outcomes["rejected"] > 900
 
 
-@pytest.mark.parametrize("version, upgrade", [(SCHEMA_VERSION + 1, "this process"), (SCHEMA_VERSION - 1, "the sender")])
+@pytest.mark.parametrize("version, upgrade", [(SCHEMA_VERSION + 1, "this process"),
+                                              (SCHEMA_VERSION - 1, "the sender")])
 def test_other_schema_versions_are_rejected_with_a_remedy(version: int, upgrade: str) -> None:
     error = reject(tamper(encode(fragment()), v=version), SchemaVersionError)
     assert f"version {version}" in str(error) and f"speaks {SCHEMA_VERSION}" in str(error)
