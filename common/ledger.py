@@ -128,7 +128,7 @@ def figures(directory: str | Path, *, grace_s: float = 0.0) -> Figures:
     # Which updates each incarnation kept: up to where the next one resumed.
     resumed = [(e["t"], e["inc"], int(e["u"])) for e in by_kind["resumed"]]
     kept_up_to: dict[str, float] = {}
-    for (_, inc, _), nxt in zip(resumed, resumed[1:] + [None]):
+    for (_, inc, _), nxt in zip(resumed, [*resumed[1:], None]):
         kept_up_to[inc] = float("inf") if nxt is None else nxt[2]
     times: Counter[str] = Counter()
     rolled_back = 0
