@@ -98,6 +98,7 @@ class Figures:
     trained: int  #: distinct episodes PPO trained on in updates the run kept
     dropped: int  #: dropped on purpose (stale) and counted
     lost: int  #: produced and never scored (phase I) nor trained or dropped (PPO's)
+    unconsumed: int  #: PPO's, newer than the last update's episodes: waiting when it ended
     trained_twice: int  #: episodes trained more than once in updates the run kept
     rolled_back: int  #: trainings undone by a restart from an older checkpoint
     incarnations: int  #: learner processes that trained
@@ -112,8 +113,11 @@ def figures(directory: str | Path, *, grace_s: float = 0.0) -> Figures:
 
     An update of incarnation A counts ("kept") unless a later incarnation resumed from a
     checkpoint older than it: then its training is rolled back, neither lost nor a second
-    training when the episode is trained again. Episodes produced in the last ``grace_s``
-    seconds before the newest event are not yet due anywhere and are left out of ``lost``.
+    training when the episode is trained again. The server hands PPO's episodes out in
+    stream order, so one neither trained nor dropped is lost only if it is older than the
+    oldest episode of the last kept update; newer ones were still waiting when the run ended
+    (``unconsumed``). Episodes produced in the last ``grace_s`` seconds before the newest
+    event are not yet due at a scorer and are left out of ``lost``.
     """
     events = read_events(directory)
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -132,19 +136,25 @@ def figures(directory: str | Path, *, grace_s: float = 0.0) -> Figures:
         kept_up_to[inc] = float("inf") if nxt is None else nxt[2]
     times: Counter[str] = Counter()
     rolled_back = 0
+    last: tuple[str, int] = ("", -1)  # the newest kept update: (incarnation, update)
     for e in by_kind["trained"]:
         if int(e["u"]) <= kept_up_to.get(e["inc"], float("inf")):
             times[e["ep"]] += 1
+            last = (e["inc"], int(e["u"]))
         else:
             rolled_back += 1
     ppo_owned = {ep for ep, e in produced.items()
                  if ppo_from is not None and _stream_order(e["id"]) > ppo_from}
+    last_batch = [_stream_order(produced[e["ep"]]["id"]) for e in by_kind["trained"]
+                  if (e["inc"], int(e["u"])) == last and e["ep"] in produced]
+    cutoff = min(last_batch) if last_batch else (0, 0)
+    untrained = {ep for ep in ppo_owned if ep not in times and ep not in dropped}
+    waiting = {ep for ep in untrained if _stream_order(produced[ep]["id"]) >= cutoff}
     due = {ep for ep, e in produced.items() if e["t"] <= end - grace_s}
-    lost = {ep for ep in due - ppo_owned if ep not in scored}
-    lost |= {ep for ep in due & ppo_owned if ep not in times and ep not in dropped}
+    lost = {ep for ep in due - ppo_owned if ep not in scored} | (untrained - waiting)
     return Figures(
         produced=len(produced), scored=len(scored & produced.keys()), ppo_owned=len(ppo_owned),
-        trained=len(times), dropped=len(dropped), lost=len(lost),
+        trained=len(times), dropped=len(dropped), lost=len(lost), unconsumed=len(waiting),
         trained_twice=sum(1 for n in times.values() if n > 1), rolled_back=rolled_back,
         incarnations=len({e["inc"] for e in by_kind["trained"]}),
         sampled_episodes=len({e["ep"] for e in by_kind["sampled"]}))
