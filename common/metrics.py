@@ -185,6 +185,8 @@ class ScorerMetrics(_RoleMetrics):
         self.rejected_messages_total = c("rejected_messages_total", "Frames refused.", ["reason"])
         for reason in WIRE_REJECT_REASONS:
             self.rejected_messages_total.labels(reason=reason)
+        self.auth_failures_total = c("auth_failures_total",
+                                     "ZeroMQ handshakes refused by CURVE (no or unknown key).")
         self.redis_errors_total = c("redis_errors_total", "Failed Redis calls.", ["kind"])
         self.detector_version = g("detector_version", "Version of the detector weights in use.")
         self.memory_accuracy_ratio = g("memory_accuracy_ratio",

@@ -8,10 +8,11 @@ credit, acks and re-requests; these options only keep every queue and wait bound
 
 from __future__ import annotations
 
-import zmq
-from zmq.auth.thread import ThreadAuthenticator
+from collections.abc import Callable
 
-from common.curve import secure_client, secure_server
+import zmq
+
+from common.curve import CurveServer, secure_client, secure_server
 
 HWM = 1000
 """Messages queued per peer before ZeroMQ blocks (DEALER) or drops (ROUTER)."""
@@ -19,7 +20,7 @@ HEARTBEAT_MS = 1000
 """ZMTP ping interval; a peer silent for 3 intervals is disconnected."""
 RECONNECT_MS = 100
 RECONNECT_MAX_MS = 5000
-_AUTHENTICATORS: dict[int, ThreadAuthenticator] = {}  # by id() of the CURVE server socket
+_GUARDS: dict[int, CurveServer] = {}  # by id() of the CURVE server socket
 
 
 def _common(sock: zmq.Socket, max_message_bytes: int) -> zmq.Socket:
@@ -36,14 +37,18 @@ def _common(sock: zmq.Socket, max_message_bytes: int) -> zmq.Socket:
 
 
 def router(ctx: zmq.Context, host: str, port: int, max_message_bytes: int,
-           curve_keys: str = "") -> tuple[zmq.Socket, int]:
+           curve_keys: str = "", on_denied: Callable[[], None] | None = None
+           ) -> tuple[zmq.Socket, int]:
     """A ROUTER bound to ``tcp://host:port`` (port 0: a free one); returns it and its port.
 
-    With ``curve_keys`` (a key directory), only learners with an accepted key connect.
+    With ``curve_keys`` (a key directory), only learners with an accepted key connect; every
+    other peer's handshake fails, so it sends and receives nothing, and ``on_denied()`` is
+    called once per refused handshake (from a background thread; e.g. a counter's ``inc``).
+    Without CURVE nothing is refused and ``on_denied`` is never called.
     """
     sock = _common(ctx.socket(zmq.ROUTER), max_message_bytes)
     if curve_keys:
-        _AUTHENTICATORS[id(sock)] = secure_server(sock, ctx, curve_keys)
+        _GUARDS[id(sock)] = secure_server(sock, ctx, curve_keys, on_denied)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished peer raises, not vanishes
     if port == 0:
         port = sock.bind_to_random_port(f"tcp://{host}")
@@ -62,8 +67,8 @@ def dealer(ctx: zmq.Context, max_message_bytes: int, curve_keys: str = "") -> zm
 
 
 def close(sock: zmq.Socket) -> None:
-    """Closes a socket made here (and stops its CURVE authenticator thread, if any)."""
-    auth = _AUTHENTICATORS.pop(id(sock), None)
+    """Closes a socket made here (and stops its CURVE threads, if any)."""
+    guard = _GUARDS.pop(id(sock), None)
+    if guard is not None:
+        guard.stop()  # first: it turns the socket's monitor off
     sock.close(0)
-    if auth is not None:
-        auth.stop()
