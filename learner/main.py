@@ -11,7 +11,7 @@ import torch
 from common.config import ClusterConfig
 from common.curves import plot_curves
 from common.metrics import LearnerMetrics, serve_metrics
-from common.redis_io import connect
+from common.redis_io import ServiceUnavailable, connect
 from common.runlog import RunLog, read_records
 from common.status import start_status
 from learner.checkpoints import Checkpointer, adopt_memory
@@ -69,6 +69,10 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
             learner.run_phase_two()
     finally:
         feed.flush_acks()
+        try:  # the count at the stop, if Redis still answers: a checkpoint never waits for it
+            learner.env_steps()
+        except ServiceUnavailable:
+            pass
         checkpointer.save()
         beat.stop()
         feed.close()

@@ -305,8 +305,8 @@ class Learner:
         p = self.config.ppo
         if self.versions[POLICY] == 0:
             self.publish(POLICY)
-            self.state.begin_ppo()
-            self.set_control(phase=2)
+        self.state.begin_ppo()  # idempotent: a restarted learner finds its group
+        self.set_control(phase=2)
         self.metrics.phase.set(2)
         log.info("phase II: PPO (%s) on %d-episode batches", p.mode, p.episodes_per_update)
         while not self.stop.is_set():
