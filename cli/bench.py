@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from cli.bench_env import add_env_bench_parser
+from cli.bench_faults import add_faults_parser
 from cli.bench_wire import add_wire_parser
 from cli.options import HelpFormatter
 
@@ -33,7 +34,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
-    """Registers ``memup bench memory``, ``memup bench pipeline`` and ``memup bench env``."""
+    """Registers ``memup bench memory``, ``pipeline``, ``env``, ``wire`` and ``faults``."""
     bench = sub.add_parser("bench", help="benchmarks (tables, or --json)",
                            formatter_class=HelpFormatter, epilog=MEMORY_EXAMPLES,
                            description="Benchmarks. Each prints a table, or JSON with --json.")
@@ -81,6 +82,7 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
     pipe.set_defaults(run=_pipeline)
     add_env_bench_parser(kinds)
     add_wire_parser(kinds)
+    add_faults_parser(kinds)
 
 
 def _case(method: str, length: int, args: argparse.Namespace) -> dict:
