@@ -1,7 +1,13 @@
-"""The live status view of ``memup up``: one refreshed block on a terminal, lines in a log."""
+"""The live status view of ``memup up``: one refreshed block on a terminal, lines in a log.
+
+Reading Redis may fail (the embedded server is being restarted, an external one is down):
+the view then shows "Redis unreachable, retrying" in place of the numbers and goes on;
+it never ends the run.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import TextIO
@@ -29,12 +35,26 @@ class StatusView:
         self.next_draw = 0.0
         self.last: tuple[float, float] | None = None  # (time, env steps) of the last draw
         self.drawn_lines = 0
+        # The learner's status key expires a few seconds after it stops (e.g. when the
+        # run finishes): the last one seen stays on screen instead of zeros.
+        self.learner: dict[str, float] = {}
+        self.last_snapshot: dict[str, float] = {}
+
+    def note_learner(self) -> None:
+        """Reads the learner's status alone (one GET), so the view keeps its final numbers
+        even when they lived shorter than a drawing interval."""
+        try:
+            raw = self.r.get(keys.status_key(self.run, "learner-0"))
+            if raw is not None:
+                self.learner = json.loads(raw)
+        except (redis.RedisError, ValueError):
+            pass  # the next draw says whether Redis is unreachable
 
     def snapshot(self) -> dict[str, float]:
         """The numbers the view shows (also returned to callers, e.g. for the summary)."""
         statuses = read_statuses(self.r, self.run)
         actors = [s for n, s in statuses.items() if n.startswith("actor-")]
-        learner = statuses.get("learner-0", {})
+        learner = self.learner = statuses.get("learner-0") or self.learner
         stream = keys.episodes_stream(self.run)
         scoring = stream_stats(self.r, stream, keys.SCORERS_GROUP)
         ppo = stream_stats(self.r, stream, keys.PPO_GROUP)
@@ -60,12 +80,20 @@ class StatusView:
         }
 
     def draw(self, force: bool = False) -> dict[str, float] | None:
-        """Shows the status if it is time to (or ``force``); returns what it showed."""
+        """Shows the status if it is time to (or ``force``); returns what it showed (the
+        last numbers read when Redis could not be read)."""
         now = time.monotonic()
         if not force and now < self.next_draw:
             return None
         self.next_draw = now + self.interval
-        s = self.snapshot()
+        try:
+            s = self.last_snapshot = self.snapshot()
+        except redis.RedisError as exc:
+            minutes, seconds = divmod(int(now - self.started), 60)
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            self._show([f"memup up  {minutes:02d}:{seconds:02d}  Redis unreachable, retrying "
+                        f"({reason})"])
+            return {**self.last_snapshot, "elapsed_s": now - self.started}
         minutes, seconds = divmod(int(s["elapsed_s"]), 60)
         phase = {1: "I (memory)", 2: "II (policy)"}.get(int(s["phase"]), "starting")
         lines = [
@@ -80,6 +108,10 @@ class StatusView:
             f"  queues: episodes stream {s['stream']:,.0f}  scorer pending {s['unscored']:.0f}"
             f"  ppo pending {s['ppo_pending']:.0f}",
         ]
+        self._show(lines)
+        return s
+
+    def _show(self, lines: list[str]) -> None:
         if self.tty:
             if self.drawn_lines:
                 self.out.write(f"\x1b[{self.drawn_lines}F\x1b[J")  # back up and clear
@@ -88,4 +120,3 @@ class StatusView:
         else:
             self.out.write(" |".join(line.strip() for line in lines) + "\n")
         self.out.flush()
-        return s

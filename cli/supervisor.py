@@ -3,6 +3,8 @@
 A crashed role is restarted with backoff (and counted); the learner finishing (exit 0)
 ends the run. On stop, children get SIGTERM (the learner checkpoints and writes its
 curves), then SIGKILL after a grace period. Each child logs to ``<run>/logs/<name>.log``.
+The embedded Redis is kept running the same way (:class:`RedisKeeper`): on its old port,
+with its old password and data dir, so the ``REDIS_URL`` the children got stays valid.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.embedded_redis import EmbeddedRedis
 from common.lifecycle import Backoff
 from common.metrics import SupervisorMetrics
 
@@ -25,6 +28,8 @@ GRACE_S = 30.0
 """How long a stopping child may take (the learner writes a checkpoint) before SIGKILL."""
 STABLE_S = 60.0
 """A child that ran this long before crashing restarts without accumulated backoff."""
+REDIS_LOAD_S = 120.0
+"""How long a restarted Redis may take to load its AOF before the try counts as failed."""
 
 
 @dataclass
@@ -111,6 +116,58 @@ class Supervisor:
                 log.warning("%s did not stop within %.0fs; killing it", child.name, GRACE_S)
                 os.killpg(child.process.pid, signal.SIGKILL)
                 child.process.wait()
+
+
+class RedisKeeper:
+    """Restarts the embedded Redis when its process dies, with capped backoff.
+
+    Args:
+        server: the started server (its port, password and data dir are reused).
+        metrics: ``component_restarts_total{role="redis"}`` counts the restarts.
+        backoff: delays between a death (or a failed start) and the next start.
+    """
+
+    def __init__(self, server: EmbeddedRedis, metrics: SupervisorMetrics,
+                 backoff: Backoff | None = None) -> None:
+        self.server, self.metrics = server, metrics
+        self.backoff = backoff or Backoff(base=0.5, cap=15.0)
+        self.restarts = 0
+        self.down_since: float | None = None
+        self.exit_code: int | None = None
+        self.not_before = 0.0
+        self.up_since = time.monotonic()
+        metrics.component_restarts_total.labels(role="redis")  # exported at 0 from the start
+        metrics.components_running.labels(role="redis").set(1)
+
+    def poll(self) -> None:
+        """Starts the server again if it died and its backoff has passed (blocks while it
+        loads its AOF)."""
+        if self.server.pid is not None:
+            return
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since, self.exit_code = now, self.server.returncode
+            self.metrics.components_running.labels(role="redis").set(0)
+            if now - self.up_since > STABLE_S:
+                self.backoff.reset()
+            self.not_before = now + self.backoff.next()
+        if now < self.not_before:
+            return
+        try:
+            self.server.restart(timeout=REDIS_LOAD_S)
+        except RuntimeError as exc:
+            delay = self.backoff.next()
+            self.not_before = time.monotonic() + delay
+            log.warning("restarting redis-server on port %d failed (%s); next try in %.1fs",
+                        self.server.port, str(exc).splitlines()[0], delay)
+            return
+        self.restarts += 1
+        self.metrics.component_restarts_total.labels(role="redis").inc()
+        self.metrics.components_running.labels(role="redis").set(1)
+        log.warning("redis-server on 127.0.0.1:%d exited (code %s); restarted it after %.1fs "
+                    "with its data from %s (restart %d)", self.server.port, self.exit_code,
+                    time.monotonic() - self.down_since, self.server.data_dir, self.restarts)
+        self.down_since, self.up_since = None, time.monotonic()
 
 
 def role_argv(role: str, replica: int | None, config_path: Path | None,

@@ -2,9 +2,14 @@
 
 ``memup`` roles only need a Redis URL. When none is given (no ``REDIS_URL``), a run on
 one machine starts an :class:`EmbeddedRedis`: loopback only, a random password, no RDB
-snapshots, no eviction (a full Redis must refuse writes, never drop episodes), and a
-temporary directory removed on stop. Tests start one per session on a free port so
-they never touch a Redis that may be running on 6379.
+snapshots, no eviction (a full Redis must refuse writes, never drop episodes). ``memup up``
+gives it the run's ``redis/`` directory with an append-only file (fsync every second), so
+the queues survive a crash of the server and a restart of the run; without a directory it
+uses a temporary one, removed on stop. Tests start one per session on a free port so they
+never touch a Redis that may be running on 6379.
+
+The process title is ``redis-server 127.0.0.1:<port>`` (Redis's default), so an operator
+or a fault test finds the server of a run with ``pgrep -f``.
 
 The password is handed to ``redis-server`` on its standard input (``redis-server -``)
 rather than on the command line, so it does not show up in ``ps``.
@@ -79,6 +84,10 @@ class EmbeddedRedis:
         appendonly: keep an append-only file (fsync every second) so data survives a
             restart.
         log_name: name of the log file inside ``data_dir``.
+
+    With a given ``data_dir`` the server also writes ``redis.pid`` there; a server of the
+    same directory left running by a killed parent is stopped before a new one starts, so
+    two servers never append to one AOF.
     """
 
     def __init__(self, *, password: str | None = None, port: int = 0,
@@ -118,6 +127,12 @@ class EmbeddedRedis:
         return self._proc.pid
 
     @property
+    def returncode(self) -> int | None:
+        """The exit code of a server that died on its own (None while it runs or after
+        :meth:`stop`)."""
+        return None if self._proc is None else self._proc.poll()
+
+    @property
     def data_dir(self) -> str | None:
         """The server's working directory (None before start when it is a temporary one)."""
         return self._data_dir
@@ -145,6 +160,8 @@ class EmbeddedRedis:
             self._data_dir = tempfile.mkdtemp(prefix="memup-redis-")
             self._owns_dir = True
         Path(self._data_dir).mkdir(parents=True, exist_ok=True)
+        if not self._owns_dir:
+            self._stop_stale_server()
         # A free port can be taken by someone else before redis binds it: pick another.
         auto_port = self._port == 0
         for attempt in range(3):
@@ -178,7 +195,31 @@ class EmbeddedRedis:
         ]
         if self._maxmemory:
             lines.append(f"maxmemory {self._maxmemory}")
+        if not self._owns_dir:
+            lines.append(f"pidfile {_quoted(str(self._pidfile))}")
         return "\n".join(lines) + "\n"
+
+    @property
+    def _pidfile(self) -> Path:
+        return Path(self._data_dir or ".") / "redis.pid"
+
+    def _stop_stale_server(self, timeout: float = 10.0) -> None:
+        """Stops a redis-server still serving this data dir (its parent was killed)."""
+        try:
+            pid = int(self._pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (OSError, ValueError):
+            return  # no pidfile, no such process, or no /proc: nothing to stop
+        # The pid may have been reused: only a redis-server working in this dir is ours.
+        if b"redis-server" not in cmdline or cwd != os.path.realpath(self._data_dir or ""):
+            return
+        os.kill(pid, signal.SIGTERM)  # it flushes its AOF on SIGTERM
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
 
     def _launch(self, binary: str, timeout: float) -> None:
         # A new session: Ctrl-C in the terminal reaches the roles, not Redis, so they can
