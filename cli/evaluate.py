@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cli.options import HelpFormatter
+from cli.options import HelpFormatter, positive_int
 
 EXAMPLES = """examples:
   memup eval runs/tmaze-lnr-1000                    # 200 episodes, sampled and greedy
@@ -37,12 +37,12 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, help="a learner.pt inside a run directory "
                    "(instead of run_dir)")
     p.add_argument("--env", help="refuse to run unless the run's task is this env")
-    p.add_argument("--episodes", type=int, default=200, help="fresh episodes per mode")
-    p.add_argument("--envs", type=int, default=16, help="envs played side by side")
+    p.add_argument("--episodes", type=positive_int, default=200, help="fresh episodes per mode")
+    p.add_argument("--envs", type=positive_int, default=16, help="envs played side by side")
     p.add_argument("--seed", type=int, default=12345, help="seeds the envs and the sampling")
     p.add_argument("--record", type=Path, help="write the first greedy episodes to this "
                    ".gif or .mp4")
-    p.add_argument("--record-episodes", type=int, default=1, help="episodes to record")
+    p.add_argument("--record-episodes", type=positive_int, default=1, help="episodes to record")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_eval)
 
@@ -128,7 +128,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from actor.policy import ActingPolicy
-    from cli.record import RecordError, write_video
+    from cli.record import RecordError, check_target, write_video
     from cli.run_dir import RunDirError, load_run
 
     run_dir = args.run_dir or (args.checkpoint.parent.parent if args.checkpoint else None)
@@ -144,6 +144,19 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"memup eval: {run_dir} trained on {config.task.env!r}, not {args.env!r}",
               file=sys.stderr)
         return 2
+    if args.record:
+        from common.tasks import task_spec
+
+        if not task_spec(config).frames:
+            print(f"memup eval: --record: {config.task.env!r} has no frames to record (only "
+                  "image tasks such as two-colors can be recorded); drop --record",
+                  file=sys.stderr)
+            return 2
+        try:
+            check_target(args.record)
+        except RecordError as exc:
+            print(f"memup eval: --record: {exc}", file=sys.stderr)
+            return 2
     torch.set_num_threads(1)
     result: dict[str, Any] = {"run": config.run.name, "env": config.task.env,
                               "episodes": args.episodes,

@@ -7,7 +7,7 @@ import sys
 
 from cli.bench import add_bench_parsers
 from cli.evaluate import add_eval_parser
-from cli.options import HelpFormatter, parse_with_config
+from cli.options import HelpFormatter, Parser, parse_with_config
 from cli.plot import add_plot_parser
 from cli.probe import add_probe_parser
 from cli.roles import add_keys_parser, add_role_parsers
@@ -24,7 +24,7 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="memup", formatter_class=HelpFormatter, epilog=EXAMPLES,
         description="MemUP: learning very long-term memory by predicting uncertain outcomes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

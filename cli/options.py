@@ -3,17 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     import torch
 
 
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows defaults and keeps the hand-formatted examples in epilogs."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose mistakes are one line on stderr and exit code 2.
+
+    Subcommand parsers inherit the class, so every ``memup`` command reports this way.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1 (sizes, lengths, counts)."""
+    return _int_from(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0 (0 meaning none or a default)."""
+    return _int_from(text, 0, "an integer >= 0")
+
+
+def _int_from(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+    return value
 
 
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -42,23 +72,60 @@ def parse_with_config(parser: argparse.ArgumentParser, leaf: argparse.ArgumentPa
         values: dict[str, Any] = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         leaf.error(f"cannot read config {path}: {exc}")
-    known = {a.dest for a in leaf._actions}
-    unknown = sorted(set(values) - known)
+    actions = {a.dest: a for a in leaf._actions}
+    unknown = sorted(set(values) - set(actions))
     if unknown:
         leaf.error(f"config {path} has unknown keys {unknown}; valid keys: "
-                   f"{sorted(known - {'help', 'config'})}")
+                   f"{sorted(set(actions) - {'help', 'config'})}")
+    for key, value in values.items():
+        values[key] = _checked(leaf, path, actions[key], value)
     leaf.set_defaults(**values)
     return parser.parse_args(argv)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+def _checked(leaf: argparse.ArgumentParser, path: Path, action: argparse.Action,
+             value: Any) -> Any:
+    """A config file's value checked as the flag's own would be (argparse skips ``type``
+    and ``choices`` for defaults that are not strings)."""
+    if action.type is not None and not isinstance(value, bool):
+        try:
+            value = action.type(value if isinstance(value, str) else str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            leaf.error(f"config {path}: {action.dest} = {value!r}: {exc}")
+    if action.choices is not None and value not in action.choices:
+        leaf.error(f"config {path}: {action.dest} = {value!r}: use one of "
+                   f"{', '.join(map(str, action.choices))}")
+    return value
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Ends a command on a user mistake: ``memup: <message>`` on stderr, no traceback."""
+    print(f"memup: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def resolve_device(name: str, what: str = "--device") -> torch.device:
+    """``auto`` → CUDA when present, else CPU; anything else is passed to ``torch.device``.
+
+    Args:
+        name: the device name.
+        what: where it was given (``--device``, ``run.device``), for the message.
+
+    Raises:
+        SystemExit: (code 2, one line) an unknown device, or one this machine lacks.
+    """
     import torch  # here, not at the top: `memup --help` should not pay for importing torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = torch.device("meta")  # refused just below
+    if device.type not in ("cpu", "cuda", "mps"):
+        fail(f"{what} {name!r}: use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine; "
-                         "use --device cpu or auto")
+        fail(f"{what} {name}: CUDA is not available on this machine; use cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        fail(f"{what} {name}: MPS is not available on this machine; use cpu or auto")
     return device

@@ -28,6 +28,18 @@ def caption(frame: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(canvas)
 
 
+def check_target(path: Path) -> None:
+    """Fails early for a recording that could not be written (before hours of playing).
+
+    Raises:
+        RecordError: not ``.gif`` or ``.mp4``, or MP4 without an ffmpeg binary.
+    """
+    if path.suffix not in (".gif", ".mp4"):
+        raise RecordError(f"{path}: record to a .gif or an .mp4 file")
+    if path.suffix == ".mp4" and not shutil.which("ffmpeg"):
+        _bundled_ffmpeg()
+
+
 def write_video(frames: list[np.ndarray], path: Path, fps: float) -> None:
     """Writes ``[H, W, 3]`` uint8 frames as ``.gif`` or ``.mp4`` (by the suffix).
 

@@ -113,11 +113,15 @@ def _runner(role: str) -> Callable[[argparse.Namespace], int]:
 
         config = load_cluster_config(args)
         setup_logging(args.log_level, role)
-        logging.getLogger(role).info("resolved config: %s", json.dumps(config.redacted()))
         if not config.redis.url:
             print(f"memup {role}: no Redis: set REDIS_URL (or --redis-url), or run the whole "
                   "cluster with `memup up`", file=sys.stderr)
             return 2
+        # One long line nobody reads at INFO: `memup up` and the learner keep it in the
+        # run's config.json.
+        logging.getLogger(role).debug("resolved config: %s", json.dumps(config.redacted()))
+        logging.getLogger(role).info("run %s, config %s (resolved: --log-level DEBUG)",
+                                     config.run.name, args.cluster_config or "defaults")
         replica = str(getattr(args, "replica", "0"))
         if replica == "auto":
             replica = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64] or "0"
@@ -130,9 +134,10 @@ def _runner(role: str) -> Callable[[argparse.Namespace], int]:
                 if role == "scorer":
                     from scorer.main import run_scorer
                     return run_scorer(config, replica, stop.event,
-                                      resolve_device(config.run.device))
+                                      resolve_device(config.run.device, "run.device"))
                 from learner.main import run_learner
-                return run_learner(config, stop.event, resolve_device(config.run.device))
+                return run_learner(config, stop.event,
+                                   resolve_device(config.run.device, "run.device"))
             except (ServiceUnavailable, FatalRedisError) as exc:
                 logging.getLogger(role).error("%s", exc)
                 return 4

@@ -21,6 +21,9 @@ def load_run(run_dir: Path) -> tuple[ClusterConfig, dict[str, Any]]:
         RunDirError: a missing or unreadable file, with what to do next.
     """
     path = run_dir / "checkpoints" / "learner.pt"
+    if not path.is_file():  # load_checkpoint's own message is about `memup train` flags
+        raise RunDirError(f"{run_dir}: no checkpoints/learner.pt (is this a run directory "
+                          "written by `memup up`, and has its learner saved a checkpoint?)")
     try:
         state = load_checkpoint(path)
         values = json.loads((run_dir / "config.json").read_text())

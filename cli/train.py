@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from cli.options import HelpFormatter, add_config_flag
+from cli.options import HelpFormatter, add_config_flag, non_negative_int, positive_int
 
 TMAZE_EXAMPLES = """examples:
   memup train tmaze-memory --length 1000 --rollout 20
@@ -24,19 +24,23 @@ COPY_EXAMPLES = """examples:
 def add_common_flags(p: argparse.ArgumentParser) -> None:
     """Flags every single-process training command shares."""
     add_config_flag(p)
-    p.add_argument("--rollout", type=int, default=20, help="r: TBPTT window, steps per update")
-    p.add_argument("--lanes", type=int, default=64, help="B: lanes walking episodes")
+    p.add_argument("--rollout", type=positive_int, default=20,
+                   help="r: TBPTT window, steps per update")
+    p.add_argument("--lanes", type=positive_int, default=64, help="B: lanes walking episodes")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
-    p.add_argument("--max-updates", type=int, default=200_000, help="stop after this many")
+    p.add_argument("--max-updates", type=positive_int, default=200_000, help="stop after this many")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after this much training wall time (0 = no limit)")
-    p.add_argument("--eval-every", type=int, default=250, help="updates between evaluations")
+    p.add_argument("--eval-every", type=positive_int, default=250,
+                   help="updates between evaluations")
     p.add_argument("--target-accuracy", type=float, default=0.99,
                    help="stop once evaluation accuracy reaches this ...")
-    p.add_argument("--confirm", type=int, default=2, help="... on this many evaluations in a row")
+    p.add_argument("--confirm", type=positive_int, default=2,
+                   help="... on this many evaluations in a row")
     p.add_argument("--seed", type=int, default=1, help="seeds torch, data and evaluation sets")
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda:N")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="torch CPU threads (0 = torch default)")
     p.add_argument("--run-dir", type=Path, default=None,
                    help="where config, metrics.jsonl, checkpoint.pt and PNGs go "
                         "(default runs/<task>-<length>-s<seed>)")
@@ -56,7 +60,7 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                           "memory and the reward predictor on uniform-random-policy T-Maze "
                           "episodes (targets: top-1 surprise + current step).",
                           epilog=TMAZE_EXAMPLES)
-    tm.add_argument("--length", type=int, default=1000, help="L: minimal corridor length")
+    tm.add_argument("--length", type=positive_int, default=1000, help="L: minimal corridor length")
     tm.add_argument("--mode", default="LNR", choices=["L", "LN", "LR", "LNR"])
     tm.add_argument("--ema-decay", type=float, default=0.995, help="detector EMA per update")
     tm.add_argument("--chrono-horizon", type=int, default=-1,
@@ -65,30 +69,33 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     tm.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=True,
                     help="predictor head also sees m_t ⊙ q_k (--no-interaction: the paper's "
                          "concat-only head)")
-    tm.add_argument("--eval-episodes", type=int, default=100, help="held-out episodes")
+    tm.add_argument("--eval-episodes", type=positive_int, default=100, help="held-out episodes")
     add_common_flags(tm)
     tm.set_defaults(run=_lazy("run_tmaze"), lr=5e-3)
     cp = tasks.add_parser("copy", help="Copy-N with alternating memory/predictor phases",
                           formatter_class=HelpFormatter, epilog=COPY_EXAMPLES,
                           description="Copy-N (N = blanks + 20): recall 10 symbols after N-20 "
                           "blanks. Memory and predictor phases alternate; EMA nets evaluated.")
-    cp.add_argument("--length", type=int, default=120, help="N: total sequence length")
+    cp.add_argument("--length", type=positive_int, default=120, help="N: total sequence length")
     cp.add_argument("--scattered", action="store_true", help="Scattered Copy-N")
-    cp.add_argument("--train-size", type=int, default=10_000, help="fixed training sequences")
-    cp.add_argument("--eval-episodes", type=int, default=1000, help="held-out sequences")
+    cp.add_argument("--train-size", type=positive_int, default=10_000,
+                    help="fixed training sequences")
+    cp.add_argument("--eval-episodes", type=positive_int, default=1000, help="held-out sequences")
     cp.add_argument("--schedule", choices=["alternating", "joint"], default="alternating",
                     help="alternating: the authors' memory/predictor phases; joint: one "
                          "optimiser on top-K + current-step targets every update")
     cp.add_argument("--ema-per-update", type=float, default=0.995,
                     help="joint schedule: detector EMA decay per update")
-    cp.add_argument("--warmup", type=int, default=1000, help="predictor-only updates first")
-    cp.add_argument("--memory-updates", type=int, default=1000, help="memory phase per cycle")
-    cp.add_argument("--predictor-updates", type=int, default=1000,
+    cp.add_argument("--warmup", type=non_negative_int, default=1000,
+                    help="predictor-only updates first")
+    cp.add_argument("--memory-updates", type=positive_int, default=1000,
+                    help="memory phase per cycle")
+    cp.add_argument("--predictor-updates", type=positive_int, default=1000,
                     help="predictor phase per cycle")
     cp.add_argument("--ema-decay", type=float, default=0.97, help="EMA decay once per cycle")
     cp.add_argument("--memory-loss-scale", type=float, default=0.1)
-    cp.add_argument("--top-k", type=int, default=10, help="memory-phase targets per state")
-    cp.add_argument("--frequency", type=int, default=10,
+    cp.add_argument("--top-k", type=positive_int, default=10, help="memory-phase targets per state")
+    cp.add_argument("--frequency", type=positive_int, default=10,
                     help="prediction frequency (memory phase, or every update when joint)")
     cp.add_argument("--chrono-horizon", type=int, default=0,
                     help="chrono-initialise the memory LSTM (-1 = length, 0 = off)")

@@ -16,7 +16,7 @@ import torch
 from actor.envs.sequence_tasks import RECALL_SYMBOLS, copy_episodes
 from actor.envs.tmaze import random_tmaze_episodes
 from cli.driver import StopRule, drive
-from cli.options import resolve_device
+from cli.options import fail, resolve_device
 from common.runlog import RunLog
 from memup.detector import TargetRule
 from memup.episode import Episode
@@ -40,17 +40,17 @@ def _setup(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
     run_dir = args.run_dir or Path("runs") / f"{name}-s{args.seed}"
     has_checkpoint = (run_dir / "checkpoint.pt").exists()
     if has_checkpoint and not args.resume:
-        raise SystemExit(f"{run_dir} already holds a run: add --resume to continue it, or "
-                         "choose another --run-dir")
+        fail(f"{run_dir} already holds a run: add --resume to continue it, or choose another "
+             "--run-dir")
     if args.resume and not has_checkpoint:
-        raise SystemExit(f"--resume: {run_dir} has no checkpoint.pt; drop --resume to start "
-                         "a new run there, or point --run-dir at an existing run")
+        fail(f"--resume: {run_dir} has no checkpoint.pt; drop --resume to start a new run "
+             "there, or point --run-dir at an existing run")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
               if k != "run"}
     config.update(device=str(device), torch_threads=torch.get_num_threads(),
                   started=time.strftime("%Y-%m-%dT%H:%M:%S"), pid=os.getpid())
     log = RunLog(run_dir, config)
-    print(f"run {run_dir}: {json.dumps(config)}", file=sys.stderr)
+    print(f"run {run_dir}: resolved config in {log.dir / 'config.json'}", file=sys.stderr)
     return device, log
 
 
@@ -96,10 +96,10 @@ def run_copy(args: argparse.Namespace) -> int:
     """Copy-N with alternating phases until the recall accuracy target (or a limit)."""
     blanks = args.length - 2 * RECALL_SYMBOLS
     if blanks < 1:
-        raise SystemExit(f"--length must exceed {2 * RECALL_SYMBOLS} (10 symbols + 10 markers)")
+        fail(f"--length {args.length}: Copy-N needs N > {2 * RECALL_SYMBOLS} (10 symbols + "
+             "10 recall markers + at least one blank)")
     if not 1 <= args.frequency <= args.rollout:
-        raise SystemExit(f"--frequency {args.frequency} must be between 1 and --rollout "
-                         f"{args.rollout}")
+        fail(f"--frequency {args.frequency} must be between 1 and --rollout {args.rollout}")
     name = f"{'scattered-' if args.scattered else ''}copy-{args.length}"
     device, log = _setup(args, name)
     horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon

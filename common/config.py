@@ -2,9 +2,9 @@
 
 One frozen dataclass per section. A TOML file under ``configs/`` sets any field as
 ``[section] key = value``; the environment overrides it with ``MEMUP_<SECTION>_<KEY>``
-(``MEMUP_LEARNER_LANES=32``; ``REDIS_URL`` sets ``redis.url``), and ``--set section.key=value``
-flags override both. Every role of a run loads the same resolved config, which is logged at
-start and saved beside the checkpoints with secrets redacted.
+(``MEMUP_ACTOR_ENVS=32``; ``REDIS_URL`` sets ``redis.url``), and ``--set section.key=value``
+flags override both. Every role of a run loads the same resolved config (logged at DEBUG);
+``memup up`` and the learner save it as the run's ``config.json`` with secrets redacted.
 """
 
 from __future__ import annotations
@@ -329,9 +329,19 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         dotted, sep, value = item.partition("=")
         section, dot, key = dotted.strip().partition(".")
         if not sep or not dot:
-            raise ConfigError(f"--set {item!r}: use section.key=value, e.g. learner.lanes=32")
+            raise ConfigError(f"--set {item!r}: use section.key=value, e.g. memup.lanes=32")
         config = _apply(config, section, key, value, f"--set {dotted}")
     validate_id(config.run.name, "run name")
+    kind, colon, index = config.run.device.partition(":")
+    if not (config.run.device in ("auto", "cpu", "cuda", "mps")
+            or (kind == "cuda" and colon and index.isdigit())):
+        raise ConfigError(f"run.device {config.run.device!r}: use auto, cpu, cuda, cuda:N "
+                          "or mps")
+    size = config.redis.embedded_maxmemory.strip().lower()
+    digits = len(size) - len(size.lstrip("0123456789"))
+    if not digits or size[digits:] not in ("", "b", "k", "kb", "m", "mb", "g", "gb"):
+        raise ConfigError(f"redis.embedded_maxmemory {config.redis.embedded_maxmemory!r}: "
+                          "use a Redis size such as 512mb or 2gb")
     if config.ppo.mode not in ("frozen", "joint", "lstm"):
         raise ConfigError(f"ppo.mode {config.ppo.mode!r}: use frozen, joint or lstm")
     if config.wire.codec not in CODECS:
