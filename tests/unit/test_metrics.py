@@ -71,6 +71,7 @@ def learner(registry: CollectorRegistry) -> LearnerMetrics:
     m.policy_lag_versions.observe(1)
     m.checkpoint_saved(0.4)
     m.phase.set(1)
+    m.redis_errors_total.labels(kind="connection").inc()
     return m
 
 
