@@ -72,6 +72,15 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, exited but not yet reaped, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 class EmbeddedRedis:
     """One ``redis-server`` child process bound to 127.0.0.1.
 
@@ -216,9 +225,9 @@ class EmbeddedRedis:
             return
         os.kill(pid, signal.SIGTERM)  # it flushes its AOF on SIGTERM
         deadline = time.monotonic() + timeout
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while process_running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
+        if process_running(pid):
             os.kill(pid, signal.SIGKILL)
 
     def _launch(self, binary: str, timeout: float) -> None:

