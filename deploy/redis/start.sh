@@ -10,6 +10,10 @@
 # Outside the image (tests/deploy/test_compose.py): REDIS_CONF, ACL_TEMPLATE, ACL_RUN_DIR,
 # REDIS_SERVER and REDIS_PORT (of --healthcheck) point it at other files, binaries, ports.
 #
+# The run: MEMUP_RUN_NAME (the same variable names the run of every role of the stack): the
+# ACL users reach only memup:<run>:... keys. [A-Za-z0-9._-], starting with a letter or a
+# digit, at most 128 characters (common/keys.py's rule), else Redis does not start.
+#
 # Passwords: ACTOR_REDIS_PASSWORD, SCORER_REDIS_PASSWORD, LEARNER_REDIS_PASSWORD, or files
 # named by ACTOR_REDIS_PASSWORD_FILE, ... (Docker secrets). They go into the clients'
 # REDIS_URL, so they must be URL-safe: letters, digits and . _ ~ - (e.g. `openssl rand -hex
@@ -51,6 +55,20 @@ from deploy/env.example; set your own in .env" >&2 ;;
     printf '%s' "$value"
 }
 
+# The run name of the ACL patterns: common/keys.py's identifiers only (no ':' or glob
+# characters, so memup:<run>:* cannot reach another run's keys, nor break the sed below).
+run_name() {
+    run=${MEMUP_RUN_NAME:-}
+    [ -n "$run" ] || die "MEMUP_RUN_NAME is not set: the ACL users are granted one run's keys \
+(docker-compose.yml passes it; set it in .env)"
+    case "$run" in
+        [!A-Za-z0-9]* | *[!A-Za-z0-9._-]*) die "MEMUP_RUN_NAME='$run' must be letters, digits \
+and . _ - only, starting with a letter or digit" ;;
+    esac
+    [ "${#run}" -le 128 ] || die "MEMUP_RUN_NAME is longer than 128 characters"
+    printf '%s' "$run"
+}
+
 sha256() {
     printf '%s' "$1" | sha256sum | cut -d' ' -f1
 }
@@ -73,12 +91,14 @@ render() {  # render OUT HEALTHCHECK_PASSWORD
     actor=$(password ACTOR) || exit 1
     scorer=$(password SCORER) || exit 1
     learner=$(password LEARNER) || exit 1
+    run=$(run_name) || exit 1
     umask 077
     sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e "$(setinfo_filter)" \
         -e "s/{{ACTOR_PASSWORD_SHA256}}/$(sha256 "$actor")/" \
         -e "s/{{SCORER_PASSWORD_SHA256}}/$(sha256 "$scorer")/" \
         -e "s/{{LEARNER_PASSWORD_SHA256}}/$(sha256 "$learner")/" \
         -e "s/{{HEALTHCHECK_PASSWORD_SHA256}}/$(sha256 "$2")/" \
+        -e "s/{{RUN_NAME}}/$run/g" \
         "$TEMPLATE" > "$1"
     if grep -q '{{' "$1"; then
         die "$TEMPLATE has a placeholder this script does not fill"

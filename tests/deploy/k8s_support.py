@@ -159,6 +159,9 @@ def literal_env(container: dict[str, Any]) -> dict[str, str]:
             env[var["name"]] = VAR_REF.sub(lambda m: env.get(m[1], m[0]), str(var["value"]))
         elif "fieldRef" in var.get("valueFrom", {}):
             env[var["name"]] = "10.0.0.7"  # status.podIP
+        elif "configMapKeyRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["configMapKeyRef"]
+            env[var["name"]] = defined_configmaps()[ref["name"]][ref["key"]]
         else:
             env[var["name"]] = "0123456789abcdef0123456789abcdef"  # a secret
     return env
@@ -174,15 +177,16 @@ def probe_port(probe: dict[str, Any]) -> int | str | None:
     return None
 
 
-def acl_rules(text: str) -> dict[str, set[str]]:
-    """user -> its rule words, without on/off, passwords and resets."""
+def acl_rules(text: str) -> dict[str, list[str]]:
+    """user -> its rule words in order (selectors' order and grouping matter), without
+    on/off, passwords and resets."""
     found = {}
     for line in text.splitlines():
         words = shlex.split(line) if line.startswith("user ") else []
         if len(words) > 2:
-            found[words[1]] = {w for w in words[2:] if w not in (
+            found[words[1]] = [w for w in words[2:] if w not in (
                 "on", "off", "reset", "resetkeys", "resetchannels", "-@all")
-                and not w.startswith((">", "#", "<"))}
+                and not w.startswith((">", "#", "<"))]
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         raise
     pytest.skip("PyYAML is missing: pip install -e '.[dev]'", allow_module_level=True)
+from tests.deploy.compose_support import redis_version
 from tests.deploy.k8s_support import (
     COMPOSE_ACL,
     CURVE,
@@ -137,17 +139,67 @@ def test_acl_rules_are_the_compose_stack_rules() -> None:
     for role in ROLES:
         assert f"acl-{role}.rules" in script and f"user {role} on" in script
     # the compose stack's default-user line: off, yet allowed to replay the AOF's transactions
-    assert 'echo "user default reset off ~memup:* +@all -@dangerous"' in script
+    assert 'echo "user default reset off ~memup:{{RUN_NAME}}:* +@all -@dangerous"' in script
     for role, rules in ours.items():
         assert not {r for r in rules if r.startswith("+@") or r in ("allkeys", "~*")}, role
+        patterns = [r.strip("()") for r in rules if r.strip("(").startswith(("~", "%"))]
+        assert patterns and all(p.split("~", 1)[1].startswith("memup:{{RUN_NAME}}:")
+                                for p in patterns), f"{role}: a pattern beyond the run"
     if not COMPOSE_ACL.is_file():
         pytest.skip("deploy/redis/users.acl is not there to compare with")
     theirs = acl_rules(COMPOSE_ACL.read_text())
     for role in ROLES:
         assert ours[role] == theirs[role], (
-            f"ACL of {role} differs from deploy/redis/users.acl: only in k8s "
-            f"{sorted(ours[role] - theirs[role])}, only in compose "
-            f"{sorted(theirs[role] - ours[role])}")
+            f"ACL of {role} differs from deploy/redis/users.acl:\n  k8s     {ours[role]}\n"
+            f"  compose {theirs[role]}")
+
+
+def _render_k8s_acl(tmp_path: Path, run: str) -> subprocess.CompletedProcess[str]:
+    """The init container's render-acl.sh, run here with its paths moved into tmp_path."""
+    data = defined_configmaps()["redis-config"]
+    rules, out = tmp_path / "redis-config", tmp_path / "acl"
+    rules.mkdir(exist_ok=True)
+    out.mkdir(exist_ok=True)
+    for name, text in data.items():
+        (rules / name).write_text(text)
+    script = data["render-acl.sh"].replace("/etc/redis-config", str(rules)).replace(
+        "/acl/", f"{out}/")
+    env = {"PATH": os.environ.get("PATH", ""), "RUN_NAME": run,
+           **{f"{k.upper()}_PASSWORD": f"{k}0123456789abcdef" for k in
+              ("actor", "scorer", "learner", "healthcheck")}}
+    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_the_init_container_renders_an_acl_file_redis_loads(tmp_path: Path) -> None:
+    from tests.deploy.compose_support import free_port, redis_server_7
+
+    server = redis_server_7()
+    proc = _render_k8s_acl(tmp_path, "tmaze-lnr-1000")
+    assert proc.returncode == 0, proc.stderr
+    acl = (tmp_path / "acl" / "users.acl").read_text()
+    assert "{{" not in acl and "memup:*" not in acl and "memup:tmaze-lnr-1000:frag:*" in acl
+    if redis_version(server) < (7, 2):  # CLIENT SETINFO is a 7.2 command
+        acl = acl.replace(" +client|setinfo", "")
+        (tmp_path / "acl" / "users.acl").write_text(acl)
+    # redis-server refuses to start on a rule it cannot parse (e.g. a broken selector).
+    redis_proc = subprocess.Popen(
+        [server, "--port", str(free_port()), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--aclfile", str(tmp_path / "acl" / "users.acl")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        redis_proc.wait(timeout=1.5)
+        pytest.fail(f"redis-server refused the rendered ACL file:\n{redis_proc.stdout.read()}")
+    except subprocess.TimeoutExpired:
+        pass  # still running: loaded
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=20)
+    for i, bad in enumerate(("a:b", "a*", "", "-x", "a b")):
+        (tmp_path / f"bad{i}").mkdir()
+        proc = _render_k8s_acl(tmp_path / f"bad{i}", bad)
+        assert proc.returncode != 0 and "run-name" in proc.stderr, bad
+        assert not (tmp_path / f"bad{i}" / "acl" / "users.acl").exists(), bad
 
 
 def test_no_mount_is_nested_in_another() -> None:
