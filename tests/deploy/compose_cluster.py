@@ -30,12 +30,12 @@ from tests.deploy.compose_support import (
     bind_mounts,
     dockerfile_env,
     free_port,
-    named_volumes,
     non_loopback_address,
     read_env_file,
     redis_server_7,
     resolved,
     translate,
+    volume_names,
 )
 
 # -- 3. the compose services, run as local processes ------------------------------------
@@ -56,6 +56,7 @@ class Cluster:
     redis_check: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     acl_log: list[Any] = field(default_factory=list)
+    keys_output: str = ""  # what the keys service said on its first run
 
     def client(self, user: str, password: str, host: str = "127.0.0.1") -> redis.Redis:
         return redis.Redis(host=host, port=self.redis_port, username=user, password=password,
@@ -114,6 +115,30 @@ def _launch_redis(cluster: Cluster) -> None:
         time.sleep(0.2)
 
 
+def volume_dir(cluster: Cluster, name: str) -> Path:
+    """The local directory standing for the named volume ``name`` (shared by services)."""
+    local = cluster.tmp / "volumes" / name
+    local.mkdir(parents=True, exist_ok=True)
+    return local
+
+
+def _local_paths(cluster: Cluster, service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> local path of every mount of a service (volumes by their name)."""
+    return {**bind_mounts(service), **{target: volume_dir(cluster, name)
+                                       for target, name in volume_names(service).items()}}
+
+
+def make_keys(cluster: Cluster, service: dict[str, Any], shim: Path) -> str:
+    """Runs the one-shot keys service's own entrypoint and command; returns its output."""
+    argv = translate([*service["entrypoint"], *service["command"]],
+                     _local_paths(cluster, service))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MEMUP_")},
+           **dockerfile_env(), "PATH": f"{shim}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"the keys service failed: {proc.stderr}"
+    return proc.stdout
+
+
 def _role_env(cluster: Cluster, role: str, service: dict[str, Any], shim: Path
               ) -> dict[str, str]:
     """The service's environment (over the image's ENV), adapted to this machine."""
@@ -134,9 +159,8 @@ def _role_env(cluster: Cluster, role: str, service: dict[str, Any], shim: Path
         env["MEMUP_SCORER_BIND_HOST"] = "127.0.0.1"
         env["MEMUP_SCORER_PORT"] = str(free_port())
         env["MEMUP_SCORER_ADVERTISE_HOST"] = "127.0.0.1"  # what "the container address" is here
-    for target in named_volumes(service):  # volumes: directories of the temp dir
-        local = cluster.tmp / "volumes" / role / target.strip("/").replace("/", "_")
-        local.mkdir(parents=True, exist_ok=True)
+    for target, name in volume_names(service).items():  # volumes: dirs of the temp dir
+        local = volume_dir(cluster, name)
         env = {k: str(local) + v[len(target):] if v == target or v.startswith(target + "/")
                else v for k, v in env.items()}
     env.setdefault("MEMUP_RUN_DIR", str(cluster.tmp / "runs"))  # actors, scorers: unused
@@ -173,7 +197,7 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
 
 def run_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     server = redis_server_7()
-    services = resolved(MEMUP_CONFIG=SHORT_CONFIG)["services"]
+    services = resolved(MEMUP_CONFIG=SHORT_CONFIG, MEMUP_RUN_NAME=SHORT_RUN)["services"]
     tmp = tmp_path_factory.mktemp("compose")
     passwords = {role: read_env_file(ENV_EXAMPLE)[f"{role.upper()}_REDIS_PASSWORD"]
                  for role in ROLES}
@@ -186,6 +210,7 @@ def run_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     (shim / "memup").chmod(0o755)
     try:
         _start_redis(c, services["redis"], server)
+        c.keys_output = make_keys(c, services["keys"], shim)  # before scorer and learner
         # Scorer and learner first, then one actor: `scale: 2` actors would share this
         # machine's host name as `--replica auto`, where containers each have their own.
         for role in ("scorer", "learner", "actor"):

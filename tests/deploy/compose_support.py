@@ -183,6 +183,20 @@ def named_volumes(service: dict[str, Any]) -> list[str]:
     return out
 
 
+def volume_names(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> volume name of a service's named volumes."""
+    out = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "volume":
+                out[volume["target"]] = volume["source"]
+        else:
+            source, target = volume.split(":")[:2]
+            if not source.startswith(("/", ".")):
+                out[target] = source
+    return out
+
+
 def translate(args: list[str], mounts: dict[str, Path]) -> list[str]:
     """Container paths of bind-mounted files replaced by the files of this checkout."""
     out = []

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import zmq
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -43,7 +44,9 @@ from tests.deploy.compose_cluster import (
     _launch_redis,
     _snapshot,
     _stop,
+    make_keys,
     run_cluster,
+    volume_dir,
 )
 from tests.deploy.compose_support import (
     COMPOSE,
@@ -51,11 +54,13 @@ from tests.deploy.compose_support import (
     PROGRESS_TIMEOUT_S,
     ROLES,
     ROOT,
+    SHORT_CONFIG,
     SHORT_RUN,
     metric_values,
     named_volumes,
     resolved,
     run_compose,
+    volume_names,
 )
 
 # -- 1. the compose files validate ------------------------------------------------------
@@ -101,6 +106,21 @@ def test_redis_is_private_and_each_role_has_its_own_user() -> None:
         assert int(svc["environment"][f"MEMUP_{role.upper()}_METRICS_PORT"]) > 0, role
         # `docker compose up` with no argument runs the T-Maze-LNR-1000 experiment.
         assert "configs/up_tmaze_lnr_1000.toml" in svc["command"], role
+    # One run name for Redis's ACL and every role.
+    runs = {services[name]["environment"]["MEMUP_RUN_NAME"] for name in ("redis", *ROLES)}
+    assert runs == {"tmaze-lnr-1000"}, runs
+    # CURVE on the segment feed: each side mounts its own half of the keys read-only.
+    keys = services["keys"]
+    assert keys["network_mode"] == "none" and keys["restart"] == "no"
+    for role, volume in (("scorer", "curve-scorer"), ("learner", "curve-learner")):
+        svc = services[role]
+        where = svc["environment"]["MEMUP_ZMQ_CURVE_KEYS"]
+        assert volume_names(svc)[where] == volume, role
+        assert any(str(v).startswith(f"{volume}:{where}:ro") for v in svc["volumes"]), role
+        assert volume in volume_names(keys).values()
+        assert svc["depends_on"]["keys"]["condition"] == "service_completed_successfully"
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "MEMUP_ZMQ_CURVE_KEYS" not in services["actor"]["environment"]  # Redis only
     assert services["actor"]["command"][-2:] == ["--replica", "auto"]
     assert services["scorer"]["command"][-2:] == ["--replica", "auto"]
     learner_volumes = named_volumes(services["learner"])
@@ -214,9 +234,20 @@ def test_the_acl_refuses_what_a_role_must_not_do(cluster: Cluster) -> None:
         actor.expire(run + "weights:policy", 1)
     with pytest.raises(refused):
         scorer.delete(run + "weights:detector")
-    # Another tenant's keys: nobody's.
+    # The control state is the learner's; the episodes stream is only appended to.
+    with pytest.raises(refused):
+        actor.hset(run + "control", "phase", "2")
+    with pytest.raises(refused):
+        actor.expire(run + "episodes", 1)
+    with pytest.raises(refused):
+        actor.delete(run + "episodes")
+    # Another tenant's keys, another run's included: nobody's.
     with pytest.raises(refused):
         actor.rpush("other:frag:x", b"x")
+    with pytest.raises(refused):
+        actor.rpush("memup:another-run:frag:x", b"x")
+    with pytest.raises(refused):
+        scorer.hget("memup:another-run:control", "phase")
     with pytest.raises(refused):
         learner.get(run + "frag:x")
     # The default user is off; a wrong password is refused.
@@ -226,6 +257,40 @@ def test_the_acl_refuses_what_a_role_must_not_do(cluster: Cluster) -> None:
         cluster.client("actor", "wrong-password-123").ping()
     for client in (actor, scorer, learner):
         client.close()
+
+
+def test_the_segment_feed_takes_only_the_learner_with_the_keys_service_keys(
+        cluster: Cluster) -> None:
+    """The keys service gave each side its half (kept on a second start); the learner,
+    holding its half, trains (test above); a peer without CURVE gets nothing and counts."""
+    scorer, learner = volume_dir(cluster, "curve-scorer"), volume_dir(cluster, "curve-learner")
+    assert sorted(str(p.relative_to(scorer)) for p in scorer.rglob("*") if p.is_file()) == [
+        "clients/learner.key", "server.key_secret"]
+    assert sorted(p.name for p in learner.iterdir()) == ["learner.key_secret", "server.key"]
+    for secret in (scorer / "server.key_secret", learner / "learner.key_secret"):
+        assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
+    before = {p: p.read_bytes() for p in (*scorer.rglob("*.key*"), *learner.iterdir())}
+    services = resolved(MEMUP_CONFIG=SHORT_CONFIG, MEMUP_RUN_NAME=SHORT_RUN)["services"]
+    again = make_keys(cluster, services["keys"], cluster.tmp / "bin")
+    assert "kept" in again and "new" in cluster.keys_output
+    assert {p: p.read_bytes() for p in before} == before, "a restart replaced the keys"
+
+    port = int(cluster.env["scorer"]["MEMUP_SCORER_PORT"])
+    metrics = int(cluster.env["scorer"]["MEMUP_SCORER_METRICS_PORT"])
+    counted = metric_values(metrics)["memup_scorer_auth_failures_total"]
+    ctx = zmq.Context()
+    plain = ctx.socket(zmq.DEALER)
+    plain.setsockopt(zmq.LINGER, 0)
+    plain.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        plain.send(b"a plaintext request", flags=zmq.NOBLOCK)
+        assert not plain.poll(2000), "a peer without CURVE got an answer"
+    finally:
+        plain.close(0)
+        ctx.term()
+    assert metric_values(metrics)["memup_scorer_auth_failures_total"] > counted, (
+        "the scorer did not count the refused handshake (scorer/serve.py must pass "
+        "on_denied=metrics.auth_failures_total.inc to common.zmq_io.router)")
 
 
 def test_authenticated_clients_get_through_protected_mode(cluster: Cluster) -> None:
