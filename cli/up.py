@@ -20,7 +20,7 @@ from typing import Any
 from cli.options import HelpFormatter
 from cli.roles import add_cluster_flags, load_cluster_config, setup_logging
 
-log = logging.getLogger("memup.up")
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "up_tmaze_lnr_1000.toml"
 """What `memup up` runs without --config (the checkout's file; defaults match it)."""
