@@ -190,7 +190,7 @@ def acl_rules(text: str) -> dict[str, list[str]]:
     return found
 
 
-# -- the optional CURVE component --------------------------------------------------------
+# -- the CURVE component (both variants include it) -------------------------------------
 
 
 def curve_patches() -> dict[str, dict[str, Any]]:

@@ -19,8 +19,8 @@ a crash-looping pod:
   (ClusterIP, NetworkPolicy) with AOF everysec and noeviction, the GPU patch, no service
   links (they would inject ``MEMUP_*``-looking variables), the ConfigMap equal to
   configs/up_tmaze_lnr_1000.toml and the ACL rules equal to deploy/redis/users.acl;
-- the optional CURVE component: the files it mounts for each role, laid out as its Secret
-  items say, make a real CURVE handshake with common/curve.py.
+- the CURVE component (both variants include it): the files it mounts for each role, laid
+  out as its Secret items say, make a real CURVE handshake with common/curve.py.
 
 Needs PyYAML (skipped without it, except under CI, where it fails).
 """
@@ -99,8 +99,10 @@ def test_each_kustomization_lists_every_manifest_of_its_directory() -> None:
                         or (here / (name + ".example")).is_file()), f"{name}: no template"
     top = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert top["resources"] == ["base"]
+    assert top["components"] == ["curve"], "CURVE is on by default"
     gpu = yaml.safe_load((GPU / "kustomization.yaml").read_text())
     assert gpu["resources"] == ["../base"]
+    assert gpu["components"] == ["../curve"], "CURVE is on by default"
     assert [p["path"] for p in gpu["patches"]] == ["learner-gpu.yaml"]
     assert yaml.safe_load((BASE / "kustomization.yaml").read_text())["namespace"] == "memup"
 
@@ -110,6 +112,8 @@ def test_the_experiment_configmap_is_the_cluster_experiment_verbatim() -> None:
     assert data["experiment.toml"] == EXPERIMENT.read_text(), (
         "deploy/k8s/base/configmap-experiment.yaml differs from "
         "configs/up_tmaze_lnr_1000.toml: copy the file again")
+    # run-name (Redis's ACL and every role's MEMUP_RUN_NAME) names the file's run.
+    assert data["run-name"] == tomllib.loads(data["experiment.toml"])["run"]["name"]
 
 
 # -- images, commands, configuration ---------------------------------------------------
@@ -144,6 +148,7 @@ def test_role_command_lines_parse_and_their_config_resolves(role: str) -> None:
     env = literal_env(c)
     config = load_config(None, args.overrides, environ=env,
                          values=tomllib.loads(toml_text))
+    assert config.run.name == defined_configmaps()["memup-experiment"]["run-name"]
     assert config.redis.url.startswith(f"redis://{role}:")
     assert config.redis.url.endswith("@redis:6379/0")
     assert config.run.metrics_addr == "0.0.0.0"

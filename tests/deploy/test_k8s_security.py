@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -260,3 +261,34 @@ def test_curve_component_files_make_a_curve_handshake(tmp_path: Path) -> None:
         client.close(0)
         close(server)
         ctx.term()
+
+
+def test_both_variants_render_with_curve_and_refuse_to_without_keys(tmp_path: Path) -> None:
+    """``kubectl kustomize`` of deploy/k8s and deploy/k8s/gpu (a copy, with fresh keys and
+    passwords): scorers and learner get MEMUP_ZMQ_CURVE_KEYS and Secret memup-curve; with no
+    keys the build stops and names the missing file. Skipped without kubectl."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (it renders kustomizations offline)")
+    from common.curve import create_keys
+
+    tree = tmp_path / "k8s"
+    shutil.copytree(CURVE.parent, tree, ignore=shutil.ignore_patterns("keys", "*.env"))
+    (tree / "base" / "redis-credentials.env").write_text("".join(
+        f"{k}-password={'a1' * 16}\n" for k in ("actor", "scorer", "learner", "healthcheck")))
+    proc = subprocess.run([kubectl, "kustomize", str(tree)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0 and "curve/keys/server.key_secret" in proc.stderr
+    create_keys(tree / "curve" / "keys")
+    for variant in (tree, tree / "gpu"):
+        proc = subprocess.run([kubectl, "kustomize", str(variant)], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+        assert [d for d in docs if d["kind"] == "Secret"
+                and d["metadata"]["name"] == "memup-curve"]
+        for d in docs:
+            if d["kind"] == "Deployment" and d["metadata"]["name"] in ("scorer", "learner"):
+                (c,) = d["spec"]["template"]["spec"]["containers"]
+                env = {v["name"]: v.get("value") for v in c["env"]}
+                assert env["MEMUP_ZMQ_CURVE_KEYS"] == "/etc/memup-curve", variant
