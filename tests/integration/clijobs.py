@@ -42,6 +42,22 @@ eval_episodes = 4
 threads = 1
 """
 BAD_CONFIG_TOML = "lenght = 20\nrollout = 5\n"
+ROOT = Path(__file__).resolve().parents[2]
+UP_20 = ["up", "--config", str(ROOT / "configs" / "up_tmaze_lnr_20.toml")]
+DEAD_REDIS = "redis://:x@127.0.0.1:1/0"  # port 1: nothing listens there
+# Bad inputs: each must end with one line on stderr, exit 2 (4: no Redis), no traceback.
+# The run directory they name must not be created.
+BAD_INPUTS = {
+    "length-negative": ["train", "tmaze-memory", "--length", "-5"],
+    "length-zero": ["train", "tmaze-memory", "--length", "0"],
+    "copy-lanes-zero": ["train", "copy", "--lanes", "0"],
+    "rollout-zero": ["train", "tmaze-memory", "--rollout", "0"],
+    "file-length-negative": ["train", "tmaze-memory", "--config", "negative.toml"],
+    "up-device": [*UP_20, "--set", "run.device=tpu"],
+    "up-maxmemory": [*UP_20, "--set", "redis.embedded_maxmemory=lots"],
+    "up-dead-redis": UP_20,
+    "eval-record-tmaze": ["eval", "tmaze-run", "--record", "out.gif"],
+}
 
 
 class JobSet:
@@ -78,15 +94,37 @@ class JobSet:
         }
         for name, args in commands.items():
             self._futures[name] = self._pool.submit(self.run, args)
+        self._fabricate_tmaze_run(r / "tmaze-run")
+        (r / "negative.toml").write_text("length = -5\n")
+        for name, args in BAD_INPUTS.items():
+            run_dir = ["--run-dir", str(r / f"bad-{name}")] if args[0] == "train" else []
+            if args[0] == "up":
+                run_dir = ["--set", f"run.dir={r / f'bad-{name}'}"]
+            env = {**ENV, "REDIS_URL": DEAD_REDIS} if name == "up-dead-redis" else None
+            self._futures[f"bad-{name}"] = self._pool.submit(self.run, [*args, *run_dir], env)
 
-    def run(self, args: list[str]) -> subprocess.CompletedProcess:
+    @staticmethod
+    def _fabricate_tmaze_run(run_dir: Path) -> None:
+        """A T-Maze run directory as ``memup eval`` reads it, with no weights at all: a
+        command that got as far as evaluating it would crash."""
+        import json
+
+        from common.checkpoint import save_checkpoint
+        from common.config import ClusterConfig
+
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps(ClusterConfig().redacted()))
+        save_checkpoint(run_dir / "checkpoints" / "learner.pt", {"versions": {"policy": 3}})
+
+    def run(self, args: list[str], env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
         """Runs one ``memup`` command to completion (killed by :meth:`close`)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the CLI test jobs were closed")
             proc = subprocess.Popen([*MEMUP, *args], cwd=self.root, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True,
-                                    stdin=subprocess.DEVNULL, env=ENV)
+                                    stdin=subprocess.DEVNULL, env=env or ENV)
             self._procs.add(proc)
         try:
             out, err = proc.communicate(timeout=TIMEOUT)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from common.checkpoint import load_checkpoint
-from tests.integration.clijobs import HELP, JobSet
+from tests.integration.clijobs import BAD_INPUTS, HELP, JobSet
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -130,3 +130,26 @@ def test_bench_memory_json(cli_jobs: JobSet) -> None:
     assert abs(long - short) <= 0.1 * short
     assert by["bptt", 2000]["saved_bytes"] > by["bptt", 200]["saved_bytes"]
     assert by["bptt", 2000]["saved_bytes"] > long
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_leaves_nothing(cli_jobs: JobSet, name: str) -> None:
+    done = cli_jobs.result(f"bad-{name}")
+    assert done.returncode == (4 if name == "up-dead-redis" else 2), explain(done)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, explain(done)
+    assert "Traceback" not in done.stderr
+    assert not (cli_jobs.root / f"bad-{name}").exists()
+    assert not (cli_jobs.root / "runs").exists()
+    expected = {"length-negative": "--length: must be a positive integer, got -5",
+                "length-zero": "--length: must be a positive integer, got 0",
+                "copy-lanes-zero": "--lanes: must be a positive integer, got 0",
+                "rollout-zero": "--rollout: must be a positive integer, got 0",
+                "file-length-negative": "length = -5: must be a positive integer",
+                "up-device": "run.device 'tpu': use auto, cpu, cuda, cuda:N or mps",
+                "up-maxmemory": "redis.embedded_maxmemory 'lots'",
+                "up-dead-redis": "connecting to redis://:***@127.0.0.1:1/0: gave up",
+                "eval-record-tmaze": "--record: 'tmaze' has no frames to record"}[name]
+    assert expected in lines[0], explain(done)
+    if name == "eval-record-tmaze":
+        assert not (cli_jobs.root / "out.gif").exists()
