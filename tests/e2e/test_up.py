@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,36 +74,67 @@ def test_joint_and_lstm_modes_run_through_the_same_pipeline(tmp_path: Path) -> N
             assert "Traceback" not in log.read_text(), (mode, log.name)
 
 
+def _records(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _counted_env_steps(run: Path, name: str) -> int:
+    """The run's env-step count as its own Redis kept it (started again on its AOF)."""
+    from common import keys
+    from common.embedded_redis import EmbeddedRedis
+    from common.redis_io import connect
+
+    with EmbeddedRedis(data_dir=str(run / "redis"), appendonly=True) as server:
+        r = connect(server.url)
+        try:
+            return int(r.get(keys.env_steps_key(name)) or 0)
+        finally:
+            r.close()
+
+
 def test_a_stopped_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    """Stop `memup up` during phase I, run the same command again: the learner continues
-    from its checkpoint (updates and weights versions go on, never back) and finishes."""
+    """Ctrl-C `memup up` during phase I, run the same command again: the learner continues
+    from its checkpoint (updates and weights versions go on, never back), the env-step count
+    goes on from where it was (within what the actors had not finished), and it finishes."""
     command = [sys.executable, "-m", "cli.main", "up", "--config", "configs/up_tmaze_lnr_20.toml",
                "--set", f"run.dir={tmp_path}", "--set", "run.name=resumed",
                "--set", "memup.target_accuracy=1.01"]  # phase I cannot end in the first part
-    first = subprocess.run([*command, "--max-minutes", "0.5"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=180)
-    assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "resumed"
-    before = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 150
+    while len(_records(run)) < 3 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.5)
+    first.send_signal(signal.SIGINT)  # Ctrl-C
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr[-3000:]
+    before = _records(run)
     assert before and before[-1]["phase"] == 1
     stopped_at = before[-1]["update"]
     second = subprocess.run([*command[:-2], "--max-minutes", "3"], cwd=ROOT,
                             capture_output=True, text=True, timeout=330)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from update" in second.stderr
     log = (run / "logs" / "learner.log").read_text()
     assert "resumed from" in log
-    after = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    after = _records(run)
     updates = [r["update"] for r in after if r["phase"] == 1]
     assert updates == sorted(updates)  # the count continued, it did not restart at 0
     assert max(updates) > stopped_at
     assert after[-1]["phase"] == 2 and after[-1]["success"] >= 0.9
-    # A finished run stays finished: a third start trains nothing and ends at once.
+    # Env steps: what both runs counted equals what the actors played, less the steps of the
+    # episodes they had not finished at each of the two stops (at most one fragment per env).
+    played = sum(int(m) for name in ("actor-0", "actor-1") for m in re.findall(
+        r"stopped after (\d+) env steps", (run / "logs" / f"{name}.log").read_text()))
+    counted = _counted_env_steps(run, "resumed")
+    assert 0 <= played - counted <= 2 * 2 * 8 * 128, (played, counted)
+    # A finished run stays finished: a third start trains nothing and changes nothing.
     third = subprocess.run([*command[:-2], "--max-minutes", "2"], cwd=ROOT,
                            capture_output=True, text=True, timeout=180)
     assert third.returncode == 0, third.stderr[-3000:]
-    assert "this run is finished" in (run / "logs" / "learner.log").read_text()
-    final = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(final) == len(after)
+    assert "already finished" in third.stderr
+    assert _records(run) == after
 
 
 def test_a_killed_learner_is_restarted_and_resumes(tmp_path: Path) -> None:
