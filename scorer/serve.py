@@ -68,7 +68,8 @@ class SegmentServer:
         self.ctx = zmq.Context.instance()
         sc = config.scorer
         self.sock, self.port = router(self.ctx, sc.bind_host, sc.port, self.limit,
-                                      config.zmq.curve_keys)
+                                      config.zmq.curve_keys,
+                                      on_denied=metrics.auth_failures_total.inc)
         self.endpoint = f"tcp://{sc.advertise_host}:{self.port}"
         self.cache: OrderedDict[str, Episode] = OrderedDict()
         self.unacked: OrderedDict[str, float] = OrderedDict()  # segment id -> time served
