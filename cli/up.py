@@ -71,7 +71,7 @@ def run_up(args: argparse.Namespace) -> int:
         args.cluster_config = DEFAULT_CONFIG
     config = load_cluster_config(args)
     setup_logging(args.log_level, "up")
-    from common.redis_io import FatalRedisError, ServiceUnavailable, connect, redact_url
+    from common.redis_io import FatalRedisError, ServiceUnavailable, connect
 
     run_dir = Path(config.run.dir) / config.run.name
     if config.run.device not in ("auto", "cpu"):  # cuda / mps: present on this machine?
@@ -93,10 +93,7 @@ def run_up(args: argparse.Namespace) -> int:
     if args.fresh:
         _start_over(run_dir, config.run.name, external)
     if state is not None:
-        phase = int(state.get("phase", 1))
-        updates = int(state.get("ppo_updates" if phase == 2 else "memup_updates", 0))
-        print(f"resumed from update {updates} (phase {phase}), "
-              f"{int(state.get('env_steps', 0)):,} env steps", file=sys.stderr)
+        print(resumed_from(state), file=sys.stderr)
     overrides = list(args.overrides)
     if not config.zmq.curve_keys:
         keys_dir = _curve_keys(run_dir)
@@ -110,7 +107,14 @@ def run_up(args: argparse.Namespace) -> int:
     RunLog(run_dir, config.redacted())
     print(f"run {config.run.name}: resolved config in {run_dir / 'config.json'}",
           file=sys.stderr)
+    return _serve(args, config, run_dir, overrides, external)
+
+
+def _serve(args: argparse.Namespace, config: Any, run_dir: Path, overrides: list[str],
+           external: Any) -> int:
+    """Runs the cluster on ``external`` Redis, or on an embedded one it starts and stops."""
     from common.embedded_redis import EmbeddedRedis
+    from common.redis_io import FatalRedisError, ServiceUnavailable, connect, redact_url
 
     embedded = None
     try:
@@ -242,6 +246,14 @@ def _curve_keys(run_dir: Path) -> Path | str:
     os.chmod(out, 0o700)  # the secret keys: readable by this user only
     log.info("created ZeroMQ CURVE keys for this run in %s", out)
     return out
+
+
+def resumed_from(state: dict[str, Any]) -> str:
+    """The terminal's line for a resumed run (the phase's own update count)."""
+    phase = int(state.get("phase") or 1)
+    updates = int(state.get("ppo_updates" if phase == 2 else "memup_updates") or 0)
+    return (f"resumed from update {updates} (phase {phase}), "
+            f"{int(state.get('env_steps') or 0):,} env steps")
 
 
 def reached(run_dir: Path, state: dict[str, Any] | None = None) -> str:
