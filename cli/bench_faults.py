@@ -42,19 +42,20 @@ def add_faults_parser(kinds: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_faults_bench)
 
 
-COLUMNS = (("fault", 5), ("what", 38), ("finished", 8), ("produced", 8), ("lost", 9),
-           ("twice", 5), ("rolled back", 11), ("recover s", 9), ("Redis MB", 8),
+COLUMNS = (("fault", 5), ("what", 40), ("finished", 8), ("produced", 8), ("lost", 11),
+           ("twice", 5), ("rolled back", 11), ("recover s", 9), ("fresh s", 7), ("Redis MB", 8),
            ("RSS MB", 7), ("restarts", 22), ("checks", 6))
 
 
 def row(rec: dict[str, Any]) -> list[str]:
     """One table row of a scenario record."""
     restarts = ", ".join(f"{k} {v}" for k, v in sorted(rec.get("restarts", {}).items())) or "-"
-    ttr = rec.get("recover_s")
+    ttr, fresh = rec.get("recover_s"), rec.get("fresh_s")
     return [rec["fault"], rec["what"], "yes" if rec["finished"] else "NO",
             f"{rec['produced']:,}", f"{rec['lost']} (<={rec['lost_max']})",
             str(rec["trained_twice"]), str(rec["rolled_back"]),
-            "never" if ttr is None else f"{ttr:.1f}", f"{rec['peak_redis_mb']:.0f}",
+            "never" if ttr is None else f"{ttr:.1f}",
+            "never" if fresh is None else f"{fresh:.1f}", f"{rec['peak_redis_mb']:.0f}",
             f"{rec['peak_rss_max_mb']:.0f}", restarts, "pass" if rec["passed"] else "FAIL"]
 
 

@@ -66,6 +66,8 @@ def checks(scenario: Scenario, rec: dict[str, Any]) -> list[dict[str, Any]]:
         ("trained twice", rec["trained_twice"], 0, rec["trained_twice"] == 0),
         ("time to recover s", rec["recover_s"], f"<= {b.recover_s}",
          rec["recover_s"] is not None and rec["recover_s"] <= b.recover_s),
+        ("time to train a post-fault episode s", rec["fresh_s"], f"<= {b.fresh_s}",
+         rec["fresh_s"] is not None and rec["fresh_s"] <= b.fresh_s),
         ("peak Redis used_memory MB", rec["peak_redis_mb"], f"<= {b.redis_mb:.0f}",
          0 < rec["peak_redis_mb"] <= b.redis_mb),
         ("peak RSS MB (any process)", rec["peak_rss_max_mb"], f"<= {b.rss_mb:.0f}",

@@ -52,3 +52,34 @@ def grace_s(events: list[dict[str, Any]]) -> float:
         return 0.0
     last = max((e["t"] for e in events if e["e"] in LEARNER_EVENTS), default=events[-1]["t"])
     return max(0.0, events[-1]["t"] - last) + TAIL_S
+
+
+def _kept_up_to(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Per learner incarnation, the last PPO update a later restart kept (the rule of
+    :func:`common.ledger.figures`: the next incarnation resumed from that update)."""
+    resumed = [(e["inc"], int(e["u"])) for e in events if e["e"] == "resumed"]
+    return {inc: (float("inf") if nxt is None else float(nxt[1]))
+            for (inc, _), nxt in zip(resumed, [*resumed[1:], None])}
+
+
+def rolled_back_only(events: list[dict[str, Any]]) -> int:
+    """Episodes PPO trained on only in updates a restart undid (the learner had acked them,
+    so nothing serves them again): what a learner restart costs beyond its checkpoint."""
+    kept = _kept_up_to(events)
+    trained: dict[str, bool] = {}
+    for e in events:
+        if e["e"] == "trained":
+            ok = int(e["u"]) <= kept.get(e["inc"], float("inf"))
+            trained[e["ep"]] = trained.get(e["ep"], False) or ok
+    return sum(1 for ok in trained.values() if not ok)
+
+
+def rollback_window_s(events: list[dict[str, Any]]) -> float:
+    """The longest stretch of PPO training one restart undid (first to last undone update of
+    an incarnation): at most the checkpoint interval plus a save."""
+    kept = _kept_up_to(events)
+    spans: dict[str, list[float]] = {}
+    for e in events:
+        if e["e"] == "trained" and int(e["u"]) > kept.get(e["inc"], float("inf")):
+            spans.setdefault(e["inc"], []).append(e["t"])
+    return round(max((max(ts) - min(ts) for ts in spans.values()), default=0.0), 2)
