@@ -278,12 +278,12 @@ class SegmentServer:
         h = self.handouts
         for peer, (credit, version, max_lag) in list(h.credit.items()):
             sent = 0
-            while sent < credit and h.returned:
+            while sent < credit and h.returned and peer in h.credit:
                 entry_id, fields = next(iter(h.returned.items()))
                 del h.returned[entry_id]
                 sent += self._send_rollout(peer, version, max_lag, entry_id, fields)
                 self.metrics.rollouts_redelivered_total.inc()
-            if sent < credit:
+            if sent < credit and peer in h.credit:
                 result = read_group(self.r, self.stream, keys.PPO_GROUP, self.consumer,
                                     count=10_000 if self.ppo_draining else credit - sent,
                                     block_ms=None, pending=self.ppo_draining)
@@ -294,7 +294,10 @@ class SegmentServer:
                             h.returned[entry_id] = fields
                     continue
                 for entry_id, fields in result.entries:
-                    sent += self._send_rollout(peer, version, max_lag, entry_id, fields)
+                    if peer in h.credit:
+                        sent += self._send_rollout(peer, version, max_lag, entry_id, fields)
+                    else:  # that learner is gone: the rest wait for the next one too
+                        h.returned[entry_id] = fields
             if peer in h.credit:
                 h.credit[peer] = (credit - sent, version, max_lag)
 

@@ -30,7 +30,8 @@ LEASE_S = 1.5
 class Cluster:
     """A run in phase II with ``n`` published episodes and a serving segment server."""
 
-    def __init__(self, url: str, r: redis.Redis, run: str, n: int, phase: int = 2) -> None:
+    def __init__(self, url: str, r: redis.Redis, run: str, n: int, phase: int = 2,
+                 serve: bool = True) -> None:
         self.url, self.r, self.run = url, r, run
         self.config = make_config(run, url, f"scorer.lease_s={LEASE_S}",
                                   "learner.request_timeout_s=0.5")
@@ -43,6 +44,10 @@ class Cluster:
         self.server = SegmentServer(self.config, "scorer-0", connect(url), self.metrics,
                                     self.stop)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        if serve:
+            self.start()
+
+    def start(self) -> None:
         self.thread.start()
 
     def feed(self) -> SegmentFeed:
@@ -57,7 +62,8 @@ class Cluster:
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(10)
+        if self.thread.is_alive():
+            self.thread.join(10)
 
 
 @pytest.fixture
@@ -141,3 +147,25 @@ def test_no_rollout_is_served_before_phase_two(redis_server: EmbeddedRedis,
     finally:
         sock.close(0)
         c.close()
+
+
+def test_rollouts_for_a_vanished_peer_wait_for_the_next_learner(
+        redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    """A peer gone before its credit is spent (ROUTER_MANDATORY refuses the send): what it
+    was to get waits, its credit is dropped, the server does not spin on it."""
+    c = Cluster(redis_server.url, redis_client, "vanished-peer", 6, serve=False)
+    server = c.server
+    server.handouts.claim("gone")
+    server.handouts.credit[b"\x00nobody"] = (6, 0, 9)
+    server._pump_rollouts()  # the first pass takes back what a previous life held: none
+    assert not server.handouts.returned
+    server._pump_rollouts()  # returns: no endless retry of an unreachable peer
+    assert not server.handouts.credit and not server.handouts.in_flight
+    assert len(server.handouts.returned) == 6
+    c.start()
+    successor = c.feed()
+    assert sorted(_train(successor, 6)) == sorted(c.episodes)
+    successor.flush_acks()
+    wait_for(lambda: c.pending() == 0, 10, "every rollout acked")
+    successor.close()
+    c.close()
