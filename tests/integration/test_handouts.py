@@ -162,6 +162,9 @@ def test_rollouts_for_a_vanished_peer_wait_for_the_next_learner(
     server._pump_rollouts()  # returns: no endless retry of an unreachable peer
     assert not server.handouts.credit and not server.handouts.in_flight
     assert len(server.handouts.returned) == 6
+    server.handouts.credit[b"\x00another"] = (6, 0, 9)  # the returned ones: no spinning either
+    server._pump_rollouts()
+    assert not server.handouts.credit and len(server.handouts.returned) == 6
     c.start()
     successor = c.feed()
     assert sorted(_train(successor, 6)) == sorted(c.episodes)
