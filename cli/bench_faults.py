@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   memup bench faults --only F4,F7             # the learner kills and the forged request
   memup bench faults --only F3a --json        # one JSON object: {"results": [record, ...]}
   memup bench faults --keep runs/faults       # keep the runs (logs, ledger, record.json)
+  memup bench faults --from faults.json --markdown   # the table of a saved --json run
 """
 
 
@@ -39,6 +40,9 @@ def add_faults_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", type=Path, default=None, metavar="DIR",
                    help="run the clusters under DIR and keep them (none: a temp dir, removed)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--from", dest="from_json", type=Path, default=None, metavar="JSON",
+                   help="run nothing: print the table of a saved --json output")
     p.set_defaults(run=run_faults_bench)
 
 
@@ -59,8 +63,13 @@ def row(rec: dict[str, Any]) -> list[str]:
             f"{rec['peak_rss_max_mb']:.0f}", restarts, "pass" if rec["passed"] else "FAIL"]
 
 
-def table(records: list[dict[str, Any]]) -> str:
-    """The records as a plain-text table."""
+def table(records: list[dict[str, Any]], markdown: bool = False) -> str:
+    """The records as a plain-text (or Markdown) table."""
+    if markdown:
+        lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |",
+                 "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(row(rec)) + " |" for rec in records]
+        return "\n".join(lines)
     lines = ["  ".join(f"{name:<{w}}" for name, w in COLUMNS)]
     for rec in records:
         lines.append("  ".join(f"{cell:<{w}}" for cell, (_, w) in zip(row(rec), COLUMNS)))
@@ -69,6 +78,10 @@ def table(records: list[dict[str, Any]]) -> str:
 
 def run_faults_bench(args: argparse.Namespace) -> int:
     """Runs the chosen scenarios one at a time; exit 1 when any check failed."""
+    if args.from_json is not None:
+        records = json.loads(args.from_json.read_text())["results"]
+        print(table(records, args.markdown))
+        return 0 if all(r["passed"] for r in records) else 1
     from cli.faults.record import failed, run_scenario, stamp
     from cli.faults.scenarios import SCENARIOS
 
@@ -102,5 +115,5 @@ def run_faults_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"results": records}))
     else:
-        print(table(records))
+        print(table(records, args.markdown))
     return 0 if all(r["passed"] for r in records) else 1
