@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,6 +106,26 @@ def setup_logging(level: str, role: str) -> None:
                         format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
 
 
+def _wait_for_redis(url: str, role: str, stop: threading.Event) -> bool:
+    """Connects once before the role starts; while Redis is unreachable or refuses the
+    password, one line per failed try and a retry, the wait doubling up to a minute (a role
+    on another host has no supervisor, and under docker's restart policy an exit would be a
+    crash loop). False when stopped (SIGTERM / Ctrl-C) meanwhile."""
+    from common.redis_io import FatalRedisError, ServiceUnavailable, connect
+
+    delay = 5.0
+    while not stop.is_set():
+        try:
+            connect(url, client_name=f"{role}-probe").close()
+            return True
+        except (ServiceUnavailable, FatalRedisError) as exc:
+            logging.getLogger(role).error("%s; retrying in %.0f s", exc, delay)
+        if stop.wait(delay):
+            break
+        delay = min(2 * delay, 60.0)
+    return False
+
+
 def _runner(role: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from cli.options import resolve_device
@@ -127,6 +148,8 @@ def _runner(role: str) -> Callable[[argparse.Namespace], int]:
             replica = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64] or "0"
         replica = int(replica) if replica.isdigit() else replica
         with StopSignal() as stop:
+            if not _wait_for_redis(config.redis.url, role, stop.event):
+                return 4
             try:
                 if role == "actor":
                     from actor.main import run_actor
