@@ -193,7 +193,7 @@ class PpoConfig:
 
 @dataclass(frozen=True)
 class LearnerConfig:
-    checkpoint_every_s: float = 120.0
+    checkpoint_every_s: float = 120.0  #: phase I; PPO updates are each saved before their acks
     keep_checkpoints: int = 2
     request_timeout_s: float = 5.0  #: a segment not answered in this time is asked again
     #: after the run's goal or budget: exit (memup up ends the run) or wait to be stopped

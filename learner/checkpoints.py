@@ -1,7 +1,8 @@
 """The learner's checkpoint: every network, optimiser, lane state and counter of the run.
 
-Written atomically (temp file, fsync, rename) every ``checkpoint_every_s`` seconds and at a
-clean stop, read back with ``weights_only=True``; writing one never touches Redis. A
+Written atomically (temp file, fsync, rename) every ``checkpoint_every_s`` seconds, after
+every PPO update (before its acks leave, so a kill never loses an acked update), and at a
+clean stop; read back with ``weights_only=True``; writing one never touches Redis. A
 restarted learner resumes its step counts and weights versions, so versions stay monotonic
 for actors and scorers, and the rollouts it trained on but had not acked, so it acks them
 instead of training on them twice.
@@ -110,8 +111,9 @@ class Checkpointer:
                  self.learner.ppo_updates, self.learner.versions)
         return True
 
-    def maybe(self) -> None:
-        if time.monotonic() - self.last >= self.every_s:
+    def maybe(self, now: bool = False) -> None:
+        """Saves if ``now`` or if ``every_s`` passed since the last save."""
+        if now or time.monotonic() - self.last >= self.every_s:
             self.save()
 
     def save(self) -> None:

@@ -80,7 +80,8 @@ class Learner:
         self.done = False
         self.last_loss = 0.0
         self.last_lag = 0
-        self.on_update: Callable[[], None] = lambda: None  # e.g. a periodic checkpoint
+        #: after each update, e.g. a checkpoint; True: the update must be saved now
+        self.on_update: Callable[[bool], None] = lambda now: None
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class Learner:
         if self.memup_updates % m.publish_every == 0:
             self.publish(DETECTOR)
             self.set_control(trained_steps=self.memup_steps)
-        self.on_update()
+        self.on_update(False)
         return stats
 
     def detector_accuracy(self) -> tuple[float, int]:
@@ -288,7 +289,9 @@ class Learner:
         self.last_lag = version - min(r.policy_version for r in rollouts)
         self.metrics.success_ratio.set(success)
         self.publish(POLICY)
-        self.on_update()
+        # Saved before its acks leave (with the next request): a kill now rolls the update
+        # back and its rollouts, never acked, come back — none lost, none trained twice.
+        self.on_update(True)
         out = {**stats, "success": success, "episodes": len(rollouts),
                "mean_return": float(np.mean(returns)),
                "mean_steps": float(np.mean([len(r.arrays["reward"]) for r in rollouts])),
