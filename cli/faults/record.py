@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from cli.faults.cluster import Cluster
-from cli.faults.recovery import fresh_s, grace_s, recover_s, worst
+from cli.faults.recovery import (
+    fresh_s,
+    grace_s,
+    recover_s,
+    rollback_window_s,
+    rolled_back_only,
+    worst,
+)
 from cli.faults.scenarios import COMMON, Scenario
 from common.ledger import figures, read_events
 
@@ -45,6 +52,9 @@ def run_scenario(scenario: Scenario, base: Path, seed: int = 0) -> dict[str, Any
         **seen, **fig,
         "recover_s": worst([recover_s(events, t) for t in times]),
         "fresh_s": worst([fresh_s(events, t) for t in times]),
+        # episodes whose every PPO training a restart undid, and the longest such stretch
+        "rolled_back_episodes": rolled_back_only(events),
+        "rollback_window_s": rollback_window_s(events),
         "extra": extra,
     }
     record["peak_rss_max_mb"] = max(record["peak_rss_mb"].values(), default=0.0)
