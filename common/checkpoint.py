@@ -40,6 +40,17 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def discard_partial_writes(path: str | Path) -> int:
+    """Deletes the temp files of writes of ``path`` that a kill cut short; returns how many.
+
+    Call it only where no other process writes ``path`` (a starting learner)."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Loads a checkpoint with ``weights_only=True``.
 

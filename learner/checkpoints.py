@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from common.checkpoint import load_checkpoint, save_checkpoint
+from common.checkpoint import discard_partial_writes, load_checkpoint, save_checkpoint
 from common.metrics import LearnerMetrics
 from learner.train import Learner
 
@@ -103,6 +103,8 @@ class Checkpointer:
 
     def resume(self) -> bool:
         """Loads the newest checkpoint if there is one; returns whether it did."""
+        if discarded := discard_partial_writes(self.path):
+            log.info("removed %d partial checkpoint write(s) a kill left behind", discarded)
         if not self.path.is_file():
             return False
         restore(self.learner, load_checkpoint(self.path, self.learner.device))

@@ -11,7 +11,12 @@ import torch
 import common.checkpoint as checkpoint_module
 from actor.envs.sequence_tasks import copy_episodes
 from actor.envs.tmaze import random_tmaze_episodes
-from common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from common.checkpoint import (
+    CheckpointError,
+    discard_partial_writes,
+    load_checkpoint,
+    save_checkpoint,
+)
 from memup.detector import TargetRule
 from memup.episode import Episode
 from memup.networks import copy_nets, tmaze_nets
@@ -210,3 +215,14 @@ def test_alternating_training_resumes_exactly_across_phases(tmp_path: Path) -> N
     assert resumed.updates == original.updates == 16
     assert original.memory_sampler.episodes_loaded > 4  # new episodes were marked
     assert_same_state(resumed.state_dict(), original.state_dict())
+
+
+def test_partial_writes_a_kill_left_are_discarded(tmp_path: Path) -> None:
+    path = tmp_path / "learner.pt"
+    save_checkpoint(path, {"step": 1})
+    for i in range(3):  # what kill -9 during torch.save leaves behind
+        (tmp_path / f".learner.pt.x{i}.tmp").write_bytes(b"\0" * 100)
+    (tmp_path / ".other.pt.x.tmp").write_bytes(b"")  # another file's: not ours to delete
+    assert discard_partial_writes(path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.x.tmp", "learner.pt"]
+    assert load_checkpoint(path)["step"] == 1
