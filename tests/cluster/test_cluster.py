@@ -76,7 +76,7 @@ def _empty_dashboard_queries(stack: Stack, start: float) -> list[str]:
 # -- run 1: the stack as a user starts it -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # torn down right after its test: its idle stack must not load run 2
 def run1(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack("memupc1", tmp_path_factory.mktemp("run1"), images,
                   redis_publish=f"127.0.0.1:{free_port()}")
