@@ -2,7 +2,7 @@
 
 Off unless the environment variable ``MEMUP_LEDGER`` names a directory (the fault suite and
 ``memup bench faults`` set it). Each process appends one JSON line per event to its own file
-``<dir>/<role>-<pid>.jsonl`` and flushes it at once, so a ``kill -9`` loses at most the line
+``<dir>/<role>-<host>-<pid>.jsonl`` and flushes it at once, so a ``kill -9`` loses at most the line
 being written. The ledger lives outside Redis on purpose: it must survive Redis losing data.
 
 Events (``e``), all with the wall time ``t``:
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -44,7 +45,9 @@ class Ledger:
             path = Path(directory)
             path.mkdir(parents=True, exist_ok=True)
             # Line-buffered text in append mode: each event is one write(2) of one line.
-            self._file = (path / f"{role}-{os.getpid()}.jsonl").open("a", buffering=1)
+            # Host and pid: in containers every role's process may be pid 1.
+            name = f"{role}-{socket.gethostname()}-{os.getpid()}.jsonl"
+            self._file = (path / name).open("a", buffering=1)
 
     @classmethod
     def from_env(cls, role: str) -> Ledger:
