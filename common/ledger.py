@@ -116,11 +116,12 @@ def figures(directory: str | Path, *, grace_s: float = 0.0) -> Figures:
 
     An update of incarnation A counts ("kept") unless a later incarnation resumed from a
     checkpoint older than it: then its training is rolled back (``rolled_back``), and the
-    episode counts once when it is trained again, or as lost when it never is. The server hands PPO's episodes out in
-    stream order, so one neither trained nor dropped is lost only if it is older than the
-    oldest episode of the last kept update; newer ones were still waiting when the run ended
-    (``unconsumed``). Episodes produced in the last ``grace_s`` seconds before the newest
-    event are not yet due at a scorer and are left out of ``lost``.
+    episode counts once when it is trained again, or as lost when it never is. The server
+    hands PPO's episodes out in stream order, so one neither trained nor dropped is lost
+    only if it is older than the oldest episode of the last kept update; newer ones were
+    still waiting when the run ended (``unconsumed``). Episodes produced in the last
+    ``grace_s`` seconds before the newest event are not yet due at a scorer and are left
+    out of ``lost``.
     """
     events = read_events(directory)
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
