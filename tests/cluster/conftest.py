@@ -21,6 +21,21 @@ import pytest
 
 from tests.cluster import images as image_builder
 
+ONLY_WHEN_NAMED = "run them by naming them: python3 -m pytest -q tests/cluster"
+"""These tests start a Docker engine and build images (minutes): the whole-suite run leaves
+them out unless ``MEMUP_CLUSTER_TESTS=1``; naming ``tests/cluster`` runs them."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    named = any("tests/cluster" in str(arg) for arg in config.args)
+    if named or os.environ.get("MEMUP_CLUSTER_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason=ONLY_WHEN_NAMED)
+    for item in items:
+        if "tests/cluster" in str(item.path):
+            item.add_marker(skip)
+
+
 IMAGES_S: list[int] = []
 """Seconds the session spent making (or finding) the images, for the summary."""
 LOG_DIR = Path(os.environ.get("MEMUP_CLUSTER_CACHE", "/var/cache/memup-cluster"))
