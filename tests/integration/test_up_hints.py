@@ -19,7 +19,8 @@ from common.config import ClusterConfig, load_config
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {name: set(get_type_hints(kind)) for name, kind in
             get_type_hints(ClusterConfig).items()}
-SOURCES = sorted([*(ROOT / "cli").rglob("*.py"), ROOT / "common" / "config.py"])
+SOURCES = sorted([*(ROOT / "cli").rglob("*.py"), ROOT / "common" / "config.py",
+                  ROOT / "common" / "config_checks.py"])
 # section.word that names a file, not a key: learner.pt, learner.log, learner.key_secret
 FILE_SUFFIXES = {"pt", "log", "key", "key_secret", "json", "jsonl", "toml", "png", "gif",
                  "mp4", "py", "aof", "pid"}
