@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actor.envs.sequence_tasks import RECALL_SYMBOLS, copy_episodes
+from actor.envs.sequence_tasks import RECALL_SYMBOLS, add_episodes, copy_episodes
 from actor.envs.tmaze import random_tmaze_episodes
 from cli.driver import StopRule, drive
 from cli.options import fail, resolve_device
@@ -21,7 +21,7 @@ from common.runlog import RunLog
 from memup.detector import TargetRule
 from memup.episode import Episode
 from memup.evaluate import evaluate, final_steps, last_steps
-from memup.networks import copy_nets, tmaze_nets
+from memup.networks import add_nets, copy_nets, tmaze_nets
 from memup.training import AlternatingSchedule, AlternatingTraining, MemoryTraining, WalkConfig
 from memup.update import UpdateConfig
 
@@ -30,6 +30,8 @@ TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interact
 COPY_FIXED = ("length", "scattered", "schedule", "lanes", "rollout", "train_size", "warmup",
               "memory_updates", "predictor_updates", "top_k", "frequency", "chrono_horizon",
               "interaction")
+ADD_FIXED = ("length", "lanes", "rollout", "top_k", "frequency", "chrono_horizon",
+             "interaction")
 
 
 def _setup(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
@@ -54,10 +56,10 @@ def _setup(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
     return device, log
 
 
-def _finish(log: RunLog, record: dict) -> int:
+def _finish(log: RunLog, record: dict, metric: str = "accuracy") -> int:
     print(json.dumps({"run_dir": str(log.dir), **record}))
     summary = (f"after {record.get('updates')} updates, "
-               f"{record.get('wall_seconds', 0) / 60:.1f} min; curves in {log.dir}/accuracy.png")
+               f"{record.get('wall_seconds', 0) / 60:.1f} min; curves in {log.dir}/{metric}.png")
     if record.get("solved"):
         print(f"solved {summary}; the trained networks are in {log.dir}/checkpoint.pt",
               file=sys.stderr)
@@ -147,3 +149,41 @@ def run_copy(args: argparse.Namespace) -> int:
                    args.eval_every, args.resume, f"{name} r={args.rollout}",
                    {k: getattr(args, k) for k in COPY_FIXED})
     return _finish(log, record)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Add-N: memory + regression predictor until the held-out last-step MSE target."""
+    if not 1 <= args.frequency <= args.rollout:
+        fail(f"--frequency {args.frequency} must be between 1 and --rollout {args.rollout}")
+    if args.length < 3:
+        fail(f"--length {args.length}: Add-N needs N >= 3 (two marks and the last step)")
+    device, log = _setup(args, f"add-{args.length}")
+    horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
+    nets = add_nets(chrono_horizon=horizon or None, interaction=args.interaction)
+    nets.memory.to(device)
+    nets.predictor.to(device)
+    test = add_episodes(args.eval_episodes, args.length,
+                        np.random.default_rng(args.seed + 1_000_003))
+    source_rng = np.random.default_rng(args.seed)
+    # Fresh sequences every draw (the adding problem is usually trained on unlimited data).
+    training = MemoryTraining(
+        nets, lambda n: add_episodes(n, args.length, source_rng), source_rng,
+        TargetRule(top_k=args.top_k, current=True),
+        WalkConfig(args.lanes, args.rollout, args.frequency), UpdateConfig(lr=args.lr),
+        ema_decay=args.ema_decay, seed=args.seed, device=device)
+    positions = final_steps(test)
+
+    def evaluate_both() -> dict[str, float]:
+        ema = evaluate(training.detector.memory, training.detector.predictor, test, positions,
+                       nets.kind, device=device)
+        online = evaluate(nets.memory, nets.predictor, test, positions, nets.kind,
+                          device=device)
+        # Squared error is the regression loss, so the loss at the last step is the MSE.
+        return {"mse": ema["loss"], "online_mse": online["loss"]}
+
+    record = drive(training, evaluate_both, log,
+                   StopRule(args.max_updates, args.max_minutes, args.target_mse, args.confirm,
+                            metric="mse", minimise=True),
+                   args.eval_every, args.resume, f"Add-{args.length} r={args.rollout}",
+                   {k: getattr(args, k) for k in ADD_FIXED})
+    return _finish(log, record, "mse")
