@@ -61,11 +61,13 @@ def peak_rss_bytes() -> int:
 
 def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: RunLog,
           stop: StopRule, eval_every: int, resume: bool, title: str,
-          fixed: dict[str, Any]) -> dict[str, Any]:
+          fixed: dict[str, Any], added: dict[str, Any] | None = None) -> dict[str, Any]:
     """Runs ``training`` until ``stop``; evaluates, logs and checkpoints every ``eval_every``.
 
     Args:
         fixed: settings stored in the checkpoint that a resumed run must repeat.
+        added: fixed settings introduced after some checkpoints were written, with the
+            value those checkpoints ran with (so they still resume).
 
     Returns:
         The last evaluation record (with ``solved``, ``updates``, ``wall_seconds``).
@@ -74,8 +76,8 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
     elapsed, streak = 0.0, 0
     if resume:
         state = load_checkpoint(ckpt)
-        changed = {k: (state["fixed"].get(k), v) for k, v in fixed.items()
-                   if state["fixed"].get(k) != v}
+        saved = {**(added or {}), **state["fixed"]}
+        changed = {k: (saved.get(k), v) for k, v in fixed.items() if saved.get(k) != v}
         if changed:
             raise SystemExit("--resume: these settings differ from the checkpoint's "
                              "(checkpoint, now): " + ", ".join(

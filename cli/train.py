@@ -86,6 +86,12 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                     help="predictor head also sees m_t ⊙ q_k (--no-interaction: the paper's "
                          "concat-only head)")
     tm.add_argument("--eval-episodes", type=positive_int, default=100, help="held-out episodes")
+    tm.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=False,
+                    help="episodes generated block by block on demand and marked by a "
+                         "streamed detector pass: memory constant in --length (T >= 100,000)")
+    tm.add_argument("--stagger", action=argparse.BooleanOptionalAction, default=False,
+                    help="lanes start their first episodes at staggered offsets (state by a "
+                         "no-gradient pass), so clue and junction windows spread over updates")
     add_common_flags(tm)
     tm.set_defaults(run=_lazy("run_tmaze"), lr=5e-3)
     cp = tasks.add_parser("copy", help="Copy-N: recall 10 symbols after N-20 blanks",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from actor.envs.sequence_tasks import RECALL_SYMBOLS, add_episodes, copy_episodes
-from actor.envs.tmaze import random_tmaze_episodes
+from actor.envs.tmaze import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
 from cli.driver import StopRule, drive
 from cli.options import fail, resolve_device
 from common.runlog import RunLog
@@ -26,7 +26,10 @@ from memup.training import AlternatingSchedule, AlternatingTraining, MemoryTrain
 from memup.update import UpdateConfig
 
 # Settings a resumed run must share with its checkpoint (they shape the nets or the walk).
-TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interaction")
+TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interaction", "lazy",
+               "stagger")
+# Fixed settings added later, with the value every checkpoint written before them had.
+TMAZE_ADDED = {"lazy": False, "stagger": False}
 COPY_FIXED = ("length", "scattered", "schedule", "lanes", "rollout", "train_size", "warmup",
               "memory_updates", "predictor_updates", "top_k", "frequency", "chrono_horizon",
               "interaction")
@@ -77,20 +80,22 @@ def run_tmaze(args: argparse.Namespace) -> int:
     nets.memory.to(device)
     nets.predictor.to(device)
     source_rng = np.random.default_rng(args.seed)
-    test = random_tmaze_episodes(args.eval_episodes, args.length, args.mode,
-                                 np.random.default_rng(args.seed + 1_000_003))
+    episodes = lazy_tmaze_episodes if args.lazy else random_tmaze_episodes
+    test = episodes(args.eval_episodes, args.length, args.mode,
+                    np.random.default_rng(args.seed + 1_000_003))
     training = MemoryTraining(
-        nets, lambda n: random_tmaze_episodes(n, args.length, args.mode, source_rng),
+        nets, lambda n: episodes(n, args.length, args.mode, source_rng),  # type: ignore[arg-type,return-value]
         source_rng, TargetRule(top_k=1, current=True),
         WalkConfig(args.lanes, args.rollout, 1), UpdateConfig(lr=args.lr),
-        ema_decay=args.ema_decay, seed=args.seed, device=device)
+        ema_decay=args.ema_decay, seed=args.seed, device=device,
+        lazy=lazy_tmaze_episode if args.lazy else None, stagger=args.stagger)
     record = drive(
         training,
         lambda: evaluate(nets.memory, nets.predictor, test, final_steps(test), nets.kind,
                          device=device),
         log, StopRule(args.max_updates, args.max_minutes, args.target_accuracy, args.confirm),
         args.eval_every, args.resume, f"T-Maze-{args.mode}-{args.length} r={args.rollout}",
-        {k: getattr(args, k) for k in TMAZE_FIXED})
+        {k: getattr(args, k) for k in TMAZE_FIXED}, TMAZE_ADDED)
     return _finish(log, record)
 
 

@@ -7,6 +7,7 @@ the memory has just read. Streaming keeps peak memory at O(B · chunk · hidden)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,3 +106,60 @@ def same_step_predictions(
                 pieces[b].append(piece)
     predictions = [torch.cat(p) if p else torch.empty(0) for p in pieces]
     return SameStepResult(predictions, contexts)
+
+
+@torch.no_grad()
+def every_step_chunks(
+    memory: Memory,
+    predictor: nn.Module,
+    episodes: list[Episode],
+    chunk: int = 64,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[int, torch.Tensor, np.ndarray]]:
+    """Same-step predictions of every step, one chunk at a time (nothing kept between).
+
+    For predictors without a context LSTM. Yields ``(start, predictions [n, chunk, ...],
+    labels [n, chunk])`` on CPU; rows past an episode's end are padding.
+    """
+    if getattr(predictor, "uses_context", False):
+        raise ValueError("every_step_chunks streams memory-only predictors")
+    n = len(episodes)
+    t_max = max(len(e) for e in episodes)
+    state = memory.initial_state(n, device)
+    inputs = [e.inputs for e in episodes]
+    queries = [e.queries for e in episodes]
+    labels = [e.labels for e in episodes]
+    for start in range(0, t_max, chunk):
+        end = start + chunk  # full-length chunks: see same_step_predictions
+        out, state = memory(torch.from_numpy(pad_chunk(inputs, start, end)).to(device), state)
+        q = torch.from_numpy(pad_chunk(queries, start, end)).to(device)
+        pred = predictor(out.reshape(n * chunk, -1), q.reshape(n * chunk, *q.shape[2:]))
+        yield start, pred.reshape(n, chunk, *pred.shape[1:]).float().cpu(), \
+            pad_chunk(labels, start, end)
+
+
+@torch.no_grad()
+def states_at(memory: Memory, episodes: list[Episode], offsets: np.ndarray, chunk: int,
+              device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+    """The memory state of each episode after reading its first ``offsets[b]`` steps.
+
+    A no-gradient pass from a zero state, ``chunk`` steps at a time; every offset must be a
+    multiple of ``chunk`` (the state is taken at chunk boundaries).
+
+    Returns:
+        The state tuple for all episodes side by side (as ``memory.initial_state`` shapes it).
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if (offsets % chunk).any():
+        raise ValueError(f"offsets must be multiples of the chunk {chunk}")
+    n = len(episodes)
+    state = memory.initial_state(n, device)
+    result = [s.clone() for s in state]
+    inputs = [e.inputs for e in episodes]
+    for start in range(0, int(offsets.max(initial=0)), chunk):
+        end = start + chunk
+        _, state = memory(torch.from_numpy(pad_chunk(inputs, start, end)).to(device), state)
+        done = torch.from_numpy(np.flatnonzero(offsets == end)).to(device)
+        for r, s in zip(result, state):
+            r[:, done] = s[:, done]  # states are [layers, B, H]
+    return tuple(result)
