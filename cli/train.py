@@ -156,6 +156,10 @@ def _add_copy_flags(cp: argparse.ArgumentParser) -> None:
                     help="chrono-initialise the memory LSTM (-1 = length, 0 = off)")
     cp.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=False,
                     help="predictor head also sees m_t ⊙ W c_k")
+    cp.add_argument("--stagger", action=argparse.BooleanOptionalAction, default=False,
+                    help="joint schedule: lanes start their first sequences at staggered "
+                         "offsets (states by a no-gradient pass), so the data windows spread "
+                         "over updates instead of coming all at once")
     add_common_flags(cp)
     cp.set_defaults(run=_lazy("run_copy"), lanes=128, lr=2e-4, eval_every=500)
 

@@ -32,7 +32,8 @@ TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interact
 TMAZE_ADDED = {"lazy": False, "stagger": False}
 COPY_FIXED = ("length", "scattered", "schedule", "lanes", "rollout", "train_size", "warmup",
               "memory_updates", "predictor_updates", "top_k", "frequency", "chrono_horizon",
-              "interaction")
+              "interaction", "stagger")
+COPY_ADDED = {"stagger": False}
 ADD_FIXED = ("length", "lanes", "rollout", "top_k", "frequency", "chrono_horizon",
              "interaction")
 
@@ -130,8 +131,10 @@ def run_copy(args: argparse.Namespace) -> int:
             TargetRule(top_k=args.top_k, current=True, context=True),
             WalkConfig(args.lanes, args.rollout, args.frequency),
             UpdateConfig(lr=args.lr, live_context=True), ema_decay=args.ema_per_update,
-            seed=args.seed, device=device)
+            seed=args.seed, device=device, stagger=args.stagger)
     else:
+        if args.stagger:
+            fail("--stagger applies to --schedule joint")
         schedule = AlternatingSchedule(args.warmup, args.memory_updates, args.predictor_updates,
                                        args.ema_decay, args.memory_loss_scale, args.top_k,
                                        args.frequency)
@@ -152,7 +155,7 @@ def run_copy(args: argparse.Namespace) -> int:
                    StopRule(args.max_updates, args.max_minutes, args.target_accuracy,
                             args.confirm),
                    args.eval_every, args.resume, f"{name} r={args.rollout}",
-                   {k: getattr(args, k) for k in COPY_FIXED})
+                   {k: getattr(args, k) for k in COPY_FIXED}, COPY_ADDED)
     return _finish(log, record)
 
 

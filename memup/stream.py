@@ -7,7 +7,7 @@ the memory has just read. Streaming keeps peak memory at O(B · chunk · hidden)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from memup.episode import Episode
-from memup.memory import Memory
+from memup.memory import Memory, State
 
 
 @dataclass
@@ -139,27 +139,24 @@ def every_step_chunks(
 
 
 @torch.no_grad()
-def states_at(memory: Memory, episodes: list[Episode], offsets: np.ndarray, chunk: int,
-              device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
-    """The memory state of each episode after reading its first ``offsets[b]`` steps.
+def states_at(run: Callable[[torch.Tensor, State], tuple[torch.Tensor, State]], state: State,
+              arrays: list[np.ndarray], offsets: np.ndarray, chunk: int,
+              device: torch.device | str = "cpu") -> State:
+    """The state of a recurrent ``run`` after reading the first ``offsets[b]`` rows of each
+    of ``arrays`` (lanes side by side), starting from ``state``.
 
-    A no-gradient pass from a zero state, ``chunk`` steps at a time; every offset must be a
-    multiple of ``chunk`` (the state is taken at chunk boundaries).
-
-    Returns:
-        The state tuple for all episodes side by side (as ``memory.initial_state`` shapes it).
+    A no-gradient pass, ``chunk`` steps at a time; every offset must be a multiple of
+    ``chunk`` (states are taken at chunk boundaries). ``run`` is the memory (inputs) or a
+    predictor's context LSTM (queries); states are ``[layers, B, H]`` tuples.
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     if (offsets % chunk).any():
         raise ValueError(f"offsets must be multiples of the chunk {chunk}")
-    n = len(episodes)
-    state = memory.initial_state(n, device)
-    result = [s.clone() for s in state]
-    inputs = [e.inputs for e in episodes]
+    result = tuple(s.clone() for s in state)
     for start in range(0, int(offsets.max(initial=0)), chunk):
         end = start + chunk
-        _, state = memory(torch.from_numpy(pad_chunk(inputs, start, end)).to(device), state)
+        _, state = run(torch.from_numpy(pad_chunk(arrays, start, end)).to(device), state)
         done = torch.from_numpy(np.flatnonzero(offsets == end)).to(device)
         for r, s in zip(result, state):
-            r[:, done] = s[:, done]  # states are [layers, B, H]
-    return tuple(result)
+            r[:, done] = s[:, done]
+    return result  # type: ignore[return-value]

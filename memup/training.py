@@ -94,8 +94,9 @@ class MemoryTraining(_Checkpointable):
             one from its spec: marks are streamed (:func:`mark_streamed`, top-1 rules) and
             checkpoints hold specs, so memory stays constant in the episode length.
         stagger: lanes start their first episodes at staggered offsets (lane b at b/B of
-            it), their memory states computed by a no-gradient pass of the online memory;
-            new episodes are then marked in groups of the detector's group size, not B.
+            it), their memory (and live context) states computed by a no-gradient pass of
+            the online networks; new episodes are then marked in groups of the detector's
+            group size, not B.
     """
 
     def __init__(self, nets: TaskNets, source: EpisodeSource, source_rng: np.random.Generator,
@@ -129,8 +130,13 @@ class MemoryTraining(_Checkpointable):
         """One update on the next batch of every lane."""
         if self.stagger and self.updater.updates == 0 and self.sampler.episodes[0] is None:
             episodes, offsets = self.sampler.stagger()
-            self.updater.state = states_at(self.nets.memory, episodes, offsets,
-                                           self.sampler.rollout, self.device)
+            r, updater = self.sampler.rollout, self.updater
+            updater.state = states_at(self.nets.memory, updater.state,
+                                      [e.inputs for e in episodes], offsets, r, self.device)
+            if updater.context_state is not None:  # a live context LSTM is carried as well
+                updater.context_state = states_at(
+                    self.nets.predictor.context, updater.context_state,  # type: ignore[arg-type]
+                    [e.queries for e in episodes], offsets, r, self.device)
         return self.updater.step(self.sampler.next_batch())
 
     def _parts(self) -> dict[str, Any]:

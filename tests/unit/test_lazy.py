@@ -126,7 +126,8 @@ def test_states_at_is_the_state_after_the_prefix() -> None:
     memory = tmaze_nets(hidden=16).memory
     eps = [materialise(e) for e in lazy_tmaze_episodes(3, 120, "LNR", np.random.default_rng(4))]
     offsets = np.array([0, 40, 100])
-    h, c = states_at(memory, eps, offsets, chunk=20)
+    inputs = [e.inputs for e in eps]
+    h, c = states_at(memory, memory.initial_state(3), inputs, offsets, chunk=20)
     for b, ep in enumerate(eps):
         if offsets[b] == 0:
             assert not h[:, b].any()
@@ -137,7 +138,7 @@ def test_states_at_is_the_state_after_the_prefix() -> None:
         torch.testing.assert_close(h[:, b], hb[:, 0])
         torch.testing.assert_close(c[:, b], cb[:, 0])
     with pytest.raises(ValueError):
-        states_at(memory, eps, np.array([0, 30, 100]), chunk=20)
+        states_at(memory, memory.initial_state(3), inputs, np.array([0, 30, 100]), chunk=20)
 
 
 def test_staggered_lazy_sampler_round_trips_through_its_state() -> None:
@@ -193,3 +194,45 @@ def test_lazy_staggered_run_resumes_bit_for_bit(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):  # a lazy checkpoint does not resume as a stored one
         main([*TMAZE[:-5], "--seed", "2", "--max-updates", "50", "--run-dir", str(halves),
               "--resume"])
+
+
+def test_staggered_training_carries_the_prefix_states() -> None:
+    from actor.envs.sequence_tasks import copy_episodes
+    from memup.networks import copy_nets
+    from memup.training import MemoryTraining, WalkConfig
+    from memup.update import UpdateConfig
+
+    torch.manual_seed(0)
+    nets = copy_nets(hidden=16)
+    nets.memory.eval()
+    nets.predictor.eval()  # no dropout: the pass below must be deterministic
+    rng = np.random.default_rng(0)
+    training = MemoryTraining(
+        nets, lambda n: copy_episodes(n, 60, rng), rng,
+        TargetRule(top_k=2, current=True, context=True), WalkConfig(4, 10, 5),
+        UpdateConfig(live_context=True), stagger=True)
+    episodes, offsets = training.sampler.stagger()
+    training.sampler.episodes = [None] * 4  # let step() place them again from the same rng
+    rng2 = np.random.default_rng(0)
+    training.sampler.source = lambda n: copy_episodes(n, 60, rng2)
+    training.sampler.ready.clear()
+    updater = training.updater
+    h0, _ = updater.state
+    with torch.no_grad():
+        ep = episodes[3]
+        _, (h, _) = nets.memory(torch.from_numpy(ep.inputs[None, :offsets[3]]),
+                                nets.memory.initial_state(1))
+        _, (ch, _) = nets.predictor.context(torch.from_numpy(ep.queries[None, :offsets[3]]),
+                                            nets.predictor.initial_context_state(1))
+    assert offsets[3] > 0 and not h0.any()
+    original = updater.step
+    seen = {}
+
+    def spy(batch):
+        seen["h"], seen["ch"] = updater.state[0].clone(), updater.context_state[0].clone()
+        return original(batch)
+
+    updater.step = spy  # type: ignore[method-assign]
+    training.step()
+    torch.testing.assert_close(seen["h"][:, 3], h[:, 0])
+    torch.testing.assert_close(seen["ch"][:, 3], ch[:, 0])

@@ -84,3 +84,22 @@ def test_add_run_logs_mse_and_resumes_bit_for_bit(tmp_path: Path) -> None:
             assert torch.equal(tensor, b[name][key]), f"{name}.{key} differs after resume"
     resumed = [json.loads(line) for line in (halves / "metrics.jsonl").read_text().splitlines()]
     assert [r["eval_mse"] for r in resumed] == [r["eval_mse"] for r in records]
+
+
+COPY = ["train", "scattered-copy", "--length", "60", "--rollout", "10", "--lanes", "4",
+        "--schedule", "joint", "--frequency", "5", "--train-size", "50", "--eval-every", "10",
+        "--eval-episodes", "20", "--threads", "1", "--device", "cpu", "--stagger"]
+
+
+def test_staggered_copy_starts_lanes_apart_and_resumes_bit_for_bit(tmp_path: Path) -> None:
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    assert main([*COPY, "--max-updates", "30", "--run-dir", str(straight)]) == 0
+    assert main([*COPY, "--max-updates", "10", "--run-dir", str(halves)]) == 0
+    assert main([*COPY, "--max-updates", "30", "--run-dir", str(halves), "--resume"]) == 0
+    a = load_checkpoint(straight / "checkpoint.pt")["training"]
+    b = load_checkpoint(halves / "checkpoint.pt")["training"]
+    for name in ("memory", "predictor"):
+        for key, tensor in a[name].items():
+            assert torch.equal(tensor, b[name][key]), f"{name}.{key} differs after resume"
+    with pytest.raises(SystemExit):  # the stagger decides the walk: it must match on resume
+        main([*COPY[:-1], "--max-updates", "40", "--run-dir", str(halves), "--resume"])
