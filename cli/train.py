@@ -13,6 +13,7 @@ TMAZE_EXAMPLES = """examples:
   memup train tmaze-memory --length 1000 --rollout 20
   memup train tmaze-memory --length 10000 --rollout 20 --max-minutes 60 --seed 2
   memup train tmaze-memory --config configs/tmaze_lnr_1000.toml --resume
+  memup train tmaze-memory --config configs/tmaze_lnr_100000.toml --threads 1  # lazy, staggered
 """
 
 COPY_EXAMPLES = """examples:
