@@ -66,7 +66,7 @@ class WireConfig:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    env: str = "tmaze"  #: tmaze or two-colors
+    env: str = "tmaze"  #: the task, a name in tasks/registry.py (tmaze, two-colors)
     mode: str = "LNR"  #: T-Maze mode
     length: int = 1000  #: T-Maze corridor length; Two-Colors: the episode limit in agent steps
     variant: str = "standard"  #: Two-Colors variant: standard, hard or delay
