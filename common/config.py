@@ -74,9 +74,10 @@ class TaskConfig:
     #: gym tasks: keyword arguments of gymnasium.make or of the callable (a TOML table; a
     #: JSON object in an environment variable or a --set flag)
     gym_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: gym tasks: an episode whose return reaches this counts as a success (inf: none does;
-    #: the run then stops at ppo.max_env_steps)
-    success_return: float = float("inf")
+    #: gym tasks: an episode whose return reaches this counts as a success (the default is
+    #: out of reach, and finite so that config.json stays standard JSON: the run then stops
+    #: at ppo.max_env_steps)
+    success_return: float = 1e30
     mode: str = "LNR"  #: T-Maze mode
     length: int = 1000  #: T-Maze corridor length; Two-Colors: the episode limit in agent steps
     variant: str = "standard"  #: Two-Colors variant: standard, hard or delay

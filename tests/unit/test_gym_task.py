@@ -156,7 +156,7 @@ def test_what_it_cannot_run_is_a_config_error(maker: str, message: str) -> None:
 def test_success_is_a_return_and_hits_read_the_outcome_sign() -> None:
     task = gym_task(f"{HERE}:TinyEnv", "task.success_return=2")
     assert task.succeeded(0.0, 5, 2.0) and not task.succeeded(1.0, 5, 1.5)
-    assert not gym_task(f"{HERE}:TinyEnv").succeeded(9.0, 1, 9.0)  # inf: no success
+    assert not gym_task(f"{HERE}:TinyEnv").succeeded(9.0, 1, 9.0)  # by default none does
     labels = np.array([0.0, 1.0, -1.0, 0.5], np.float32)
     surprise = np.array([5.0, 0.5, 2.0, 0.1], np.float32)
     assert task.hits(labels, surprise) == [1, 0, 1]  # zero outcomes are not asked
