@@ -14,7 +14,7 @@ import torch
 
 from actor.random_policy import RandomActions
 from common.config import ClusterConfig, action_weights
-from common.models import load_flat
+from common.models import load_flat, policy_parts
 from memup.memory import mask_state
 from rl.ppo import categorical_sample
 from tasks.registry import task_for
@@ -48,8 +48,7 @@ class ActingPolicy:
 
     def load(self, version: int, tensors: Mapping[str, torch.Tensor]) -> None:
         """Installs published ``policy`` weights of ``version``."""
-        parts = {"lstm": self.model} if self.lstm else {"memory": self.memory, "heads": self.model}
-        load_flat(parts, tensors)  # type: ignore[arg-type]
+        load_flat(policy_parts(self.memory, self.model), tensors)
         self.version = version
 
     @torch.no_grad()

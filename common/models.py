@@ -21,6 +21,17 @@ POLICY = "policy"
 """Weights name of what actors run: memory + heads, or the PPO-LSTM."""
 
 
+def detector_parts(memory: nn.Module, predictor: nn.Module) -> dict[str, nn.Module]:
+    """The named parts of ``detector`` weights."""
+    return {"memory": memory, "predictor": predictor}
+
+
+def policy_parts(memory: nn.Module | None, policy: nn.Module) -> dict[str, nn.Module]:
+    """The named parts of ``policy`` weights: the memory and the heads on it, or (no
+    memory: the PPO-LSTM baseline) the policy alone."""
+    return {"lstm": policy} if memory is None else {"memory": memory, "heads": policy}
+
+
 def flatten(parts: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
     """``{"part.param": tensor}`` of several modules, detached, on the CPU."""
     return {f"{name}.{key}": value.detach().cpu()

@@ -27,7 +27,7 @@ from common import keys
 from common.config import ClusterConfig
 from common.ledger import Ledger
 from common.metrics import LearnerMetrics
-from common.models import DETECTOR, POLICY, flatten
+from common.models import DETECTOR, POLICY, detector_parts, flatten, policy_parts
 from common.runlog import RunLog
 from common.weights import publish_weights, weights_version
 from learner.feed import SegmentFeed
@@ -88,11 +88,10 @@ class Learner:
     def publish(self, name: str) -> None:
         """Publishes the next version of ``detector`` or ``policy`` weights."""
         if name == DETECTOR:
-            parts = {"memory": self.detector.memory, "predictor": self.detector.predictor}
-        elif self.config.ppo.mode == "lstm":
-            parts = {"lstm": self.policy}
+            parts = detector_parts(self.detector.memory, self.detector.predictor)
         else:
-            parts = {"memory": self.policy_memory, "heads": self.policy}
+            memory = None if self.config.ppo.mode == "lstm" else self.policy_memory
+            parts = policy_parts(memory, self.policy)
         self.versions[name] += 1
         flat, version, run = flatten(parts), self.versions[name], self.config.run.name
         # Repeating a publish is a no-op, so a retry after a lost reply is safe.

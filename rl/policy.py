@@ -5,6 +5,12 @@ of :class:`PolicyHeads`. The baseline :class:`LstmPolicy` instead learns its own
 end from the PPO loss, with truncated BPTT. Both expose the same
 ``forward_sequence(x [N, T, D], mask [N, T]) -> (logits [N, T, A], values [N, T])`` that
 :class:`rl.ppo.PPOTrainer` trains.
+
+A task's own heads may offer more, and the learner asks for each by name: ``reads_records``
+(feed :class:`FramePolicyInputs`, m_t and the step records), ``with_outcomes(inputs)`` (a
+per-batch precomputation), ``adopt_phase_one(memory, predictor, which)`` (phase II starts
+from phase I's networks) and ``outcome_weight`` (logged); see
+:class:`tasks.frame_heads.FrameHeads`.
 """
 
 from __future__ import annotations

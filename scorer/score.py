@@ -24,7 +24,7 @@ from common.errors import WireError
 from common.ledger import Ledger
 from common.lifecycle import Backoff, RateLimitedLog
 from common.metrics import ScorerMetrics
-from common.models import DETECTOR, load_flat
+from common.models import DETECTOR, detector_parts, load_flat
 from common.redis_io import ack, ensure_group, read_group, reclaim_idle, stream_stats
 from common.watcher import WeightsWatcher
 from common.wire import EpisodeDone, Mark, encode
@@ -91,7 +91,7 @@ class ScoringLoop:
         """One read-score-ack round; returns the number of entries handled."""
         found = self.watcher.take()
         if found is not None:
-            load_flat({"memory": self.detector.memory, "predictor": self.detector.predictor},
+            load_flat(detector_parts(self.detector.memory, self.detector.predictor),
                       found[1])
             self.version = found[0]
             self.metrics.detector_version.set(self.version)
