@@ -47,6 +47,9 @@ class FrameHeads(nn.Module):
     PPO's far noisier signal.
     """
 
+    reads_records = True
+    """The learner feeds these heads :class:`rl.policy.FramePolicyInputs` (m_t and records)."""
+
     def __init__(self, memory_dim: int, frame_shape: tuple[int, int, int], n_actions: int,
                  hidden: int = 256, cnn: str = "small", interaction: bool = False,
                  outcome_model: QuestionPredictor | None = None) -> None:
@@ -63,9 +66,6 @@ class FrameHeads(nn.Module):
             width += n_actions
         self.heads = PolicyHeads(width, n_actions, hidden=hidden)
         self.n_actions = n_actions
-
-    reads_records = True
-    """The learner feeds these heads :class:`rl.policy.FramePolicyInputs` (m_t and records)."""
 
     def forward(self, features: torch.Tensor, records: torch.Tensor | None = None,
                 outcomes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
