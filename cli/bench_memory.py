@@ -1,7 +1,9 @@
 """One case of ``memup bench memory``, run in its own process so an OOM is a result, not a crash.
 
 MemUP: one lane walks one T-Maze episode of length T with r = 20 and targets top-1 + current
-step; the detector scores the episode first (streamed, no gradient). BPTT: the same LSTM and
+step; the detector scores the episode first (streamed, no gradient). The episode is lazy
+(generated block by block, :mod:`memup.lazy`) and its marks are streamed, as in
+``memup train tmaze-memory --lazy``, so no part of the process grows with T. BPTT: the same LSTM and
 predictor, the same targets at every step, but one update back-propagates through all T steps.
 
 ``saved_bytes`` counts the activations autograd stores for backward (the paper's
@@ -20,23 +22,23 @@ import time
 import numpy as np
 import torch
 
-from memup.detector import SurpriseDetector, TargetRule, mark_episodes
+from memup.detector import SurpriseDetector, TargetRule, mark_episodes, mark_streamed
 from memup.losses import pointwise_loss
 from memup.networks import TaskNets
 from memup.sampler import LaneSampler
 from memup.saved import count_saved_bytes
 from memup.update import UpdateConfig, Updater
-from tasks.tmaze.env import random_tmaze_episodes
+from tasks.tmaze.env import lazy_tmaze_episodes, random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 
 
 def _memup(nets: TaskNets, length: int, rollout: int, updates: int) -> dict:
     rng = np.random.default_rng(0)
-    episode = random_tmaze_episodes(1, length, "LNR", rng)[0]
+    episode = lazy_tmaze_episodes(1, length, "LNR", rng)[0]
     detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, 0.995)
     rule = TargetRule(top_k=1, current=True)
     t0 = time.perf_counter()
-    mark_episodes([episode], rule, rng, detector)
+    mark_streamed([episode], rule, detector)
     detector_seconds = time.perf_counter() - t0
     sampler = LaneSampler(lambda n: [episode], lambda eps: None, 1, rollout, 1)
     updater = Updater(nets, UpdateConfig(measure_saved=True), 1, detector)
@@ -82,6 +84,31 @@ def _bptt(nets: TaskNets, length: int, updates: int) -> dict:
         del out, pred, loss
     return {"saved_bytes": max(saved), "saved_parameter_bytes": max(saved_params),
             "seconds_per_update": statistics.median(times)}
+
+
+def extrapolate_bptt(results: list[dict], lengths: list[int]) -> list[dict]:
+    """BPTT rows for ``lengths`` not measured, from the two longest measured BPTT rows.
+
+    BPTT keeps every step's activations for its one backward pass, so its saved bytes and
+    its seconds per update are linear in T (a + b·T, fitted through the two points); the
+    rows carry ``status: "extrapolated"`` so no one mistakes them for measurements.
+    """
+    measured = sorted((r for r in results if r["method"] == "bptt" and r["status"] == "ok"),
+                      key=lambda r: r["length"])[-2:]
+    if len(measured) < 2:
+        return []
+    (t0, r0), (t1, r1) = ((r["length"], r) for r in measured)
+
+    def line(key: str, t: int) -> float:
+        slope = (r1[key] - r0[key]) / (t1 - t0)
+        return r1[key] + slope * (t - t1)
+
+    return [{"method": "bptt", "length": t, "status": "extrapolated",
+             "saved_bytes": int(line("saved_bytes", t)),
+             "saved_parameter_bytes": r1.get("saved_parameter_bytes", 0),
+             "peak_rss_bytes": int(line("peak_rss_bytes", t)),
+             "seconds_per_update": line("seconds_per_update", t),
+             "from_lengths": [t0, t1]} for t in lengths]
 
 
 def run_case(method: str, length: int, rollout: int, updates: int) -> dict:

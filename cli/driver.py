@@ -33,14 +33,25 @@ class StopRule:
     Attributes:
         max_updates: hard cap on updates.
         max_minutes: wall-clock cap (training time, summed over resumes); 0 = none.
-        target: evaluation accuracy that counts as solved; None = never stop early.
-        confirm: consecutive evaluations at or above ``target`` needed to stop.
+        target: evaluation ``metric`` that counts as solved; None = never stop early.
+        confirm: consecutive evaluations reaching ``target`` needed to stop.
+        metric: the evaluation key compared with ``target`` (and plotted).
+        minimise: the metric is solved at or below ``target`` (an MSE), not at or above.
     """
 
     max_updates: int
     max_minutes: float = 0.0
     target: float | None = None
     confirm: int = 1
+    metric: str = "accuracy"
+    minimise: bool = False
+
+    def reached(self, evaluation: dict[str, float]) -> bool:
+        """Whether one evaluation reaches the target."""
+        if self.target is None:
+            return False
+        value = evaluation[self.metric]
+        return value <= self.target if self.minimise else value >= self.target
 
 
 def peak_rss_bytes() -> int:
@@ -50,11 +61,13 @@ def peak_rss_bytes() -> int:
 
 def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: RunLog,
           stop: StopRule, eval_every: int, resume: bool, title: str,
-          fixed: dict[str, Any]) -> dict[str, Any]:
+          fixed: dict[str, Any], added: dict[str, Any] | None = None) -> dict[str, Any]:
     """Runs ``training`` until ``stop``; evaluates, logs and checkpoints every ``eval_every``.
 
     Args:
         fixed: settings stored in the checkpoint that a resumed run must repeat.
+        added: fixed settings introduced after some checkpoints were written, with the
+            value those checkpoints ran with (so they still resume).
 
     Returns:
         The last evaluation record (with ``solved``, ``updates``, ``wall_seconds``).
@@ -63,8 +76,8 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
     elapsed, streak = 0.0, 0
     if resume:
         state = load_checkpoint(ckpt)
-        changed = {k: (state["fixed"].get(k), v) for k, v in fixed.items()
-                   if state["fixed"].get(k) != v}
+        saved = {**(added or {}), **state["fixed"]}
+        changed = {k: (saved.get(k), v) for k, v in fixed.items() if saved.get(k) != v}
         if changed:
             raise SystemExit("--resume: these settings differ from the checkpoint's "
                              "(checkpoint, now): " + ", ".join(
@@ -91,8 +104,7 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
             continue
         wall = time.monotonic() - start
         evaluation = evaluate()
-        streak = streak + 1 if stop.target is not None and \
-            evaluation["accuracy"] >= stop.target else 0
+        streak = streak + 1 if stop.reached(evaluation) else 0
         record = {"updates": training.updates, "wall_seconds": round(wall, 2),
                   "peak_rss_bytes": peak_rss_bytes(),
                   **{f"train_{k}": v / max(count, 1) for k, v in sums.items()},
@@ -100,7 +112,7 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
         log.log(record)
         sums, count = {}, 0
         bar.set_postfix(loss=f"{record.get('train_loss', 0):.3g}",
-                        eval_acc=f"{evaluation['accuracy']:.3f}")
+                        **{f"eval_{stop.metric}": f"{evaluation[stop.metric]:.4g}"})
         save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
                                "streak": streak, "fixed": fixed})
         solved = stop.target is not None and streak >= stop.confirm
@@ -109,20 +121,21 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
             break
     bar.close()
     record["solved"] = stop.target is not None and streak >= stop.confirm
-    write_curves(log, title)
+    write_curves(log, title, stop.metric)
     return record
 
 
-def write_curves(log: RunLog, title: str) -> list[Path]:
-    """Accuracy against updates and against wall minutes, as PNGs beside the log."""
+def write_curves(log: RunLog, title: str, metric: str = "accuracy") -> list[Path]:
+    """The evaluation ``metric`` against updates and against wall minutes, as PNGs beside
+    the log (``accuracy.png`` / ``accuracy_wall.png`` for accuracy, else named after it)."""
     from common.curves import plot_curves  # matplotlib (~30 MB) loads only at the end
 
     records = log.records()
     for r in records:
         r["wall_minutes"] = r.get("wall_seconds", 0) / 60
     return [
-        plot_curves({title: records}, "updates", "eval_accuracy", log.dir / "accuracy.png",
+        plot_curves({title: records}, "updates", f"eval_{metric}", log.dir / f"{metric}.png",
                     title),
-        plot_curves({title: records}, "wall_minutes", "eval_accuracy",
-                    log.dir / "accuracy_wall.png", title),
+        plot_curves({title: records}, "wall_minutes", f"eval_{metric}",
+                    log.dir / f"{metric}_wall.png", title),
     ]

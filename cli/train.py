@@ -1,4 +1,5 @@
-"""``memup train …`` flags: single-process MemUP training with no services (T-Maze, Copy)."""
+"""``memup train …`` flags: single-process MemUP training with no services (T-Maze, Copy,
+Scattered Copy, Add)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,25 @@ TMAZE_EXAMPLES = """examples:
   memup train tmaze-memory --length 1000 --rollout 20
   memup train tmaze-memory --length 10000 --rollout 20 --max-minutes 60 --seed 2
   memup train tmaze-memory --config configs/tmaze_lnr_1000.toml --resume
+  memup train tmaze-memory --config configs/tmaze_lnr_100000.toml --threads 1  # lazy, staggered
 """
 
 COPY_EXAMPLES = """examples:
   memup train copy --config configs/copy_120.toml          # our joint schedule
   memup train copy --config configs/copy_1020.toml --max-minutes 60
   memup train copy --length 120 --schedule alternating --lr 2e-4 --no-interaction
+  memup train scattered-copy --config configs/scattered_copy_1020.toml --max-minutes 20
+"""
+
+ADD_EXAMPLES = """examples:
+  memup train add --config configs/add_1000.toml --max-minutes 20
+  memup train add --length 5000 --rollout 100 --target-mse 0.0053
 """
 
 
-def add_common_flags(p: argparse.ArgumentParser) -> None:
-    """Flags every single-process training command shares."""
+def add_common_flags(p: argparse.ArgumentParser, stop_on_mse: bool = False) -> None:
+    """Flags every single-process training command shares (``stop_on_mse``: the run stops
+    on a held-out MSE at or below ``--target-mse`` instead of an accuracy)."""
     add_config_flag(p)
     p.add_argument("--rollout", type=positive_int, default=20,
                    help="r: TBPTT window, steps per update")
@@ -33,8 +42,13 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
                    help="stop after this much training wall time (0 = no limit)")
     p.add_argument("--eval-every", type=positive_int, default=250,
                    help="updates between evaluations")
-    p.add_argument("--target-accuracy", type=float, default=0.99,
-                   help="stop once evaluation accuracy reaches this ...")
+    if stop_on_mse:
+        p.add_argument("--target-mse", type=float, default=0.0053,
+                       help="stop once the held-out MSE is at or below this (the paper's "
+                            "Add-5000: 0.0053) ...")
+    else:
+        p.add_argument("--target-accuracy", type=float, default=0.99,
+                       help="stop once evaluation accuracy reaches this ...")
     p.add_argument("--confirm", type=positive_int, default=2,
                    help="... on this many evaluations in a row")
     p.add_argument("--seed", type=int, default=1, help="seeds torch, data and evaluation sets")
@@ -45,14 +59,17 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
                    help="where config, metrics.jsonl, checkpoint.pt and PNGs go "
                         "(default runs/<task>-<length>-s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write the metrics.jsonl scalars as TensorBoard events in "
+                        "<run-dir>/tensorboard/ (pip install -e \".[tensorboard]\")")
 
 
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
-    """Registers ``memup train tmaze-memory`` and ``memup train copy``."""
+    """Registers ``memup train tmaze-memory``, ``copy``, ``scattered-copy`` and ``add``."""
     train = sub.add_parser("train", help="single-process training, no services",
                            description="Train MemUP in one process (no Redis, no roles).",
                            formatter_class=HelpFormatter,
-                           epilog=TMAZE_EXAMPLES + "\n" + COPY_EXAMPLES)
+                           epilog=TMAZE_EXAMPLES + "\n" + COPY_EXAMPLES + "\n" + ADD_EXAMPLES)
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
     tm = tasks.add_parser("tmaze-memory", help="T-Maze phase I: memory + predictor on "
                           "random-policy episodes", formatter_class=HelpFormatter,
@@ -70,14 +87,53 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                     help="predictor head also sees m_t ⊙ q_k (--no-interaction: the paper's "
                          "concat-only head)")
     tm.add_argument("--eval-episodes", type=positive_int, default=100, help="held-out episodes")
+    tm.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=False,
+                    help="episodes generated block by block on demand and marked by a "
+                         "streamed detector pass: memory constant in --length (T >= 100,000)")
+    tm.add_argument("--stagger", action=argparse.BooleanOptionalAction, default=False,
+                    help="lanes start their first episodes at staggered offsets (state by a "
+                         "no-gradient pass), so clue and junction windows spread over updates")
     add_common_flags(tm)
     tm.set_defaults(run=_lazy("run_tmaze"), lr=5e-3)
-    cp = tasks.add_parser("copy", help="Copy-N with alternating memory/predictor phases",
+    cp = tasks.add_parser("copy", help="Copy-N: recall 10 symbols after N-20 blanks",
                           formatter_class=HelpFormatter, epilog=COPY_EXAMPLES,
                           description="Copy-N (N = blanks + 20): recall 10 symbols after N-20 "
-                          "blanks. Memory and predictor phases alternate; EMA nets evaluated.")
+                          "blanks. EMA nets evaluated on held-out sequences.")
+    cp.add_argument("--scattered", action="store_true",
+                    help="Scattered Copy-N (same as ``memup train scattered-copy``)")
+    _add_copy_flags(cp)
+    sc = tasks.add_parser("scattered-copy", help="Scattered Copy-N: the 10 symbols at random "
+                          "positions", formatter_class=HelpFormatter, epilog=COPY_EXAMPLES,
+                          description="Scattered Copy-N: the 10 data symbols sit at random "
+                          "distinct positions among the first N-10 steps (blanks elsewhere); "
+                          "the last 10 steps recall them in order of appearance. Same "
+                          "protocols and flags as ``memup train copy``.")
+    _add_copy_flags(sc)
+    sc.set_defaults(scattered=True)
+    ad = tasks.add_parser("add", help="Add-N: regress the sum of the two marked values",
+                          formatter_class=HelpFormatter, epilog=ADD_EXAMPLES,
+                          description="The adding problem: each step reads (value, mark, "
+                          "is_last); the last step's outcome is the sum of the two marked "
+                          "values (one in each half). Memory + regression predictor on top-K "
+                          "surprise + current-step targets; EMA nets evaluated by their MSE "
+                          "at the last step of held-out sequences.")
+    ad.add_argument("--length", type=positive_int, default=1000, help="T: sequence length")
+    ad.add_argument("--top-k", type=positive_int, default=1, help="future targets per state")
+    ad.add_argument("--frequency", type=positive_int, default=5, help="prediction frequency")
+    ad.add_argument("--ema-decay", type=float, default=0.995, help="detector EMA per update")
+    ad.add_argument("--chrono-horizon", type=int, default=-1,
+                    help="chrono-initialise the memory LSTM (-1 = length, 0 = off)")
+    ad.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=True,
+                    help="predictor head also sees m_t ⊙ q_k")
+    ad.add_argument("--eval-episodes", type=positive_int, default=1000,
+                    help="held-out sequences")
+    add_common_flags(ad, stop_on_mse=True)
+    ad.set_defaults(run=_lazy("run_add"), lr=1e-3, eval_every=250)
+
+
+def _add_copy_flags(cp: argparse.ArgumentParser) -> None:
+    """The flags of ``memup train copy`` and ``memup train scattered-copy``."""
     cp.add_argument("--length", type=positive_int, default=120, help="N: total sequence length")
-    cp.add_argument("--scattered", action="store_true", help="Scattered Copy-N")
     cp.add_argument("--train-size", type=positive_int, default=10_000,
                     help="fixed training sequences")
     cp.add_argument("--eval-episodes", type=positive_int, default=1000, help="held-out sequences")
@@ -101,6 +157,10 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                     help="chrono-initialise the memory LSTM (-1 = length, 0 = off)")
     cp.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=False,
                     help="predictor head also sees m_t ⊙ W c_k")
+    cp.add_argument("--stagger", action=argparse.BooleanOptionalAction, default=False,
+                    help="joint schedule: lanes start their first sequences at staggered "
+                         "offsets (states by a no-gradient pass), so the data windows spread "
+                         "over updates instead of coming all at once")
     add_common_flags(cp)
     cp.set_defaults(run=_lazy("run_copy"), lanes=128, lr=2e-4, eval_every=500)
 

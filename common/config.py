@@ -35,6 +35,9 @@ class RunConfig:
     threads: int = 1  #: torch threads per role process
     #: address every role's /metrics binds: loopback by default, 0.0.0.0 in containers
     metrics_addr: str = "127.0.0.1"
+    #: also write every scalar of metrics.jsonl as TensorBoard events in runs/<name>/tensorboard/
+    #: (needs pip install -e ".[tensorboard]"; without it one line says so and the run goes on)
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ inside ``except WireError as exc``, counts ``exc.reason``, dead-letters the fram
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_args
 
@@ -180,37 +179,7 @@ class Rollout:
         _one_row_per_step(self, "arrays")
 
 
-@dataclass(frozen=True)
-class WeightsAnnouncement:
-    """Newly published weights; the bytes themselves live in Redis under ``weights:{name}``."""
-
-    KIND: ClassVar[str] = "weights"
-    name: str  #: which weights, e.g. ``detector`` or ``policy``
-    version: int  #: increases with every publication
-    sha256: str  #: lowercase hex digest of the safetensors bytes
-    nbytes: int  #: size of the safetensors bytes
-
-    def __post_init__(self) -> None:
-        _check(self, ids=("name",), counts=("version", "nbytes"))
-        if re.fullmatch(r"[0-9a-f]{64}", self.sha256) is None:
-            raise ValueError("WeightsAnnouncement.sha256 must be 64 lowercase hex digits")
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """A liveness signal of one replica of a role."""
-
-    KIND: ClassVar[str] = "heartbeat"
-    role: str  #: ``actor``, ``scorer`` or ``learner``
-    replica: str  #: the replica's stable id, e.g. ``"1"``
-    time: float  #: the sender's wall clock, seconds since the epoch
-
-    def __post_init__(self) -> None:
-        _check(self, ids=("role", "replica"))
-
-
-Message = (Fragment | EpisodeDone | Mark | SegmentRequest | Segment | RolloutRequest | Rollout
-           | WeightsAnnouncement | Heartbeat)
+Message = Fragment | EpisodeDone | Mark | SegmentRequest | Segment | RolloutRequest | Rollout
 KINDS: dict[str, type[Message]] = {cls.KIND: cls for cls in get_args(Message)}
 """Every message class by its ``KIND``."""
 

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from memup.episode import Episode
+from memup.lazy import SuffixPeaks, TopOneTargets
 from memup.losses import Kind, pointwise_loss
 from memup.memory import Memory
-from memup.stream import same_step_predictions
+from memup.stream import every_step_chunks, same_step_predictions
 from memup.targets import compose, current_step, top_k_future_batch
 
 
@@ -144,3 +145,31 @@ def mark_episodes(episodes: list[Episode], rule: TargetRule, rng: np.random.Gene
         ep.extras["targets"] = targets[i]
         if rule.context and contexts is not None:
             ep.extras["context"] = contexts[i]
+
+
+def mark_streamed(episodes: list[Episode], rule: TargetRule, detector: SurpriseDetector
+                  ) -> None:
+    """:func:`mark_episodes` for a top-1 (+ current step) rule in memory constant in T.
+
+    The detector's pass is streamed chunk by chunk and each chunk's surprise is folded into
+    the episode's suffix peaks at once, so neither the surprise nor the ``[T, K]`` target
+    array is ever held: ``extras["targets"]`` becomes a :class:`TopOneTargets`. The targets
+    equal those :func:`mark_episodes` gives (top-1 needs no random padding).
+    """
+    if rule.top_k != 1 or rule.context or rule.spacing != 1:
+        raise ValueError("streamed marks support the top-1 (+ current step) rule only")
+    for i in range(0, len(episodes), detector.group):
+        group = episodes[i : i + detector.group]
+        lengths = np.array([len(e) for e in group])
+        peaks = [SuffixPeaks() for _ in group]
+        for start, pred, labels in every_step_chunks(detector.memory, detector.predictor, group,
+                                                     detector.chunk, detector.device):
+            surprise = pointwise_loss(pred.reshape(-1, *pred.shape[2:]),
+                                      torch.from_numpy(labels.reshape(-1)), detector.kind)
+            surprise = surprise.reshape(len(group), -1).numpy()
+            for b, found in enumerate(peaks):
+                valid = min(len(labels[b]), lengths[b] - start)
+                if valid > 0:
+                    found.push(start, surprise[b, :valid])
+        for ep, found in zip(group, peaks):
+            ep.extras["targets"] = TopOneTargets(found.steps, len(ep), rule.current)  # type: ignore[assignment]

@@ -51,8 +51,14 @@ def copy_nets(hidden: int = 128, vocab: int = 20, classes: int = 10,
     return TaskNets(memory, predictor, "classification")
 
 
-def add_nets(hidden: int = 128, chrono_horizon: int | None = None) -> TaskNets:
-    """Add: ``[value, mark, is_last]`` → Linear+ReLU → LSTM; question predictor → sum."""
+def add_nets(hidden: int = 128, chrono_horizon: int | None = None,
+             interaction: bool = False) -> TaskNets:
+    """Add: ``[value, mark, is_last]`` → Linear+ReLU → LSTM; question predictor → sum.
+
+    The predictor is a regression head (one output, squared error): asked about the last
+    step, it answers the sum of the two marked values; about any other step, 0.
+    """
     memory = Memory(VectorEncoder(3, 0), hidden, chrono_horizon=chrono_horizon)
-    predictor = QuestionPredictor(hidden, VectorEncoder(3, 0), hidden=256)
+    predictor = QuestionPredictor(hidden, VectorEncoder(3, 0), hidden=256,
+                                  interaction=interaction)
     return TaskNets(memory, predictor, "regression")

@@ -16,9 +16,11 @@ import torch
 
 from memup.batch import Batch, collate, lane_slice
 from memup.episode import Episode
+from memup.lazy import LazyEpisode, lazy_episode_from_state
 
 EpisodeSource = Callable[[int], list[Episode]]
 Marker = Callable[[list[Episode]], None]
+Rebuild = Callable[[np.ndarray], LazyEpisode]
 
 
 class LaneSampler:
@@ -31,10 +33,13 @@ class LaneSampler:
         rollout: r, steps per batch and lane.
         frequency: f, every f-th step of a rollout (and its last) predicts.
         load_batch: episodes drawn and marked together when a lane needs one (default B).
+        rebuild: makes a lazy episode from its spec (needed to load checkpoints of lazy
+            episodes, which store specs and target peaks instead of arrays).
     """
 
     def __init__(self, source: EpisodeSource, mark: Marker, lanes: int, rollout: int,
-                 frequency: int = 1, load_batch: int | None = None) -> None:
+                 frequency: int = 1, load_batch: int | None = None,
+                 rebuild: Rebuild | None = None) -> None:
         if not 1 <= frequency <= rollout:
             raise ValueError(f"prediction frequency must be in [1, r={rollout}], got {frequency}")
         self.source = source
@@ -43,6 +48,7 @@ class LaneSampler:
         self.rollout = rollout
         self.frequency = frequency
         self.load_batch = load_batch or lanes
+        self.rebuild = rebuild
         self.episodes: list[Episode | None] = [None] * lanes
         self.offsets = np.zeros(lanes, dtype=np.int64)
         self.ready: deque[Episode] = deque()
@@ -72,6 +78,23 @@ class LaneSampler:
             self.offsets[b] = piece.end
         return collate(slices, fresh, self.rollout)
 
+    def stagger(self) -> tuple[list[Episode], np.ndarray]:
+        """Loads an episode into every lane, lane b at step ``b/B`` of it (rounded down to a
+        multiple of r), so lanes reach their episodes' beginnings and ends at different
+        updates instead of all at once. The caller owes each lane its memory state at that
+        offset (a no-gradient pass, :func:`memup.stream.states_at`).
+
+        Returns:
+            The lanes' episodes and offsets.
+        """
+        if any(e is not None for e in self.episodes):
+            raise RuntimeError("stagger() places the lanes' first episodes: call it first")
+        for b in range(self.lanes):
+            ep = self._next_episode()
+            self.episodes[b] = ep
+            self.offsets[b] = (b * len(ep) // self.lanes) // self.rollout * self.rollout
+        return list(self.episodes), self.offsets.copy()  # type: ignore[arg-type]
+
     # -- checkpointing: the lanes' episodes and offsets are part of the training state --------
 
     def state_dict(self) -> dict:
@@ -84,13 +107,23 @@ class LaneSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.episodes = [None if e is None else _episode_from_state(e) for e in state["episodes"]]
+        self.episodes = [None if e is None else self._from_state(e) for e in state["episodes"]]
         self.offsets = state["offsets"].numpy().copy()
-        self.ready = deque(_episode_from_state(e) for e in state["ready"])
+        self.ready = deque(self._from_state(e) for e in state["ready"])
         self.episodes_loaded = int(state["episodes_loaded"])
+
+    def _from_state(self, state: dict) -> Episode:
+        if "lazy" not in state:
+            return _episode_from_state(state)
+        if self.rebuild is None:
+            raise ValueError("this checkpoint holds lazy episodes: build the sampler with "
+                             "their rebuild function")
+        return lazy_episode_from_state(state["lazy"], self.rebuild)
 
 
 def _episode_state(ep: Episode) -> dict:
+    if isinstance(ep, LazyEpisode):
+        return {"lazy": ep.state()}
     return {
         "inputs": torch.from_numpy(ep.inputs), "queries": torch.from_numpy(ep.queries),
         "labels": torch.from_numpy(ep.labels),

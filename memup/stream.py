@@ -7,6 +7,7 @@ the memory has just read. Streaming keeps peak memory at O(B · chunk · hidden)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from memup.episode import Episode
-from memup.memory import Memory
+from memup.memory import Memory, State
 
 
 @dataclass
@@ -105,3 +106,57 @@ def same_step_predictions(
                 pieces[b].append(piece)
     predictions = [torch.cat(p) if p else torch.empty(0) for p in pieces]
     return SameStepResult(predictions, contexts)
+
+
+@torch.no_grad()
+def every_step_chunks(
+    memory: Memory,
+    predictor: nn.Module,
+    episodes: list[Episode],
+    chunk: int = 64,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[int, torch.Tensor, np.ndarray]]:
+    """Same-step predictions of every step, one chunk at a time (nothing kept between).
+
+    For predictors without a context LSTM. Yields ``(start, predictions [n, chunk, ...],
+    labels [n, chunk])`` on CPU; rows past an episode's end are padding.
+    """
+    if getattr(predictor, "uses_context", False):
+        raise ValueError("every_step_chunks streams memory-only predictors")
+    n = len(episodes)
+    t_max = max(len(e) for e in episodes)
+    state = memory.initial_state(n, device)
+    inputs = [e.inputs for e in episodes]
+    queries = [e.queries for e in episodes]
+    labels = [e.labels for e in episodes]
+    for start in range(0, t_max, chunk):
+        end = start + chunk  # full-length chunks: see same_step_predictions
+        out, state = memory(torch.from_numpy(pad_chunk(inputs, start, end)).to(device), state)
+        q = torch.from_numpy(pad_chunk(queries, start, end)).to(device)
+        pred = predictor(out.reshape(n * chunk, -1), q.reshape(n * chunk, *q.shape[2:]))
+        yield start, pred.reshape(n, chunk, *pred.shape[1:]).float().cpu(), \
+            pad_chunk(labels, start, end)
+
+
+@torch.no_grad()
+def states_at(run: Callable[[torch.Tensor, State], tuple[torch.Tensor, State]], state: State,
+              arrays: list[np.ndarray], offsets: np.ndarray, chunk: int,
+              device: torch.device | str = "cpu") -> State:
+    """The state of a recurrent ``run`` after reading the first ``offsets[b]`` rows of each
+    of ``arrays`` (lanes side by side), starting from ``state``.
+
+    A no-gradient pass, ``chunk`` steps at a time; every offset must be a multiple of
+    ``chunk`` (states are taken at chunk boundaries). ``run`` is the memory (inputs) or a
+    predictor's context LSTM (queries); states are ``[layers, B, H]`` tuples.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if (offsets % chunk).any():
+        raise ValueError(f"offsets must be multiples of the chunk {chunk}")
+    result = tuple(s.clone() for s in state)
+    for start in range(0, int(offsets.max(initial=0)), chunk):
+        end = start + chunk
+        _, state = run(torch.from_numpy(pad_chunk(arrays, start, end)).to(device), state)
+        done = torch.from_numpy(np.flatnonzero(offsets == end)).to(device)
+        for r, s in zip(result, state):
+            r[:, done] = s[:, done]
+    return result  # type: ignore[return-value]

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from memup.detector import SurpriseDetector, TargetRule, mark_episodes
+from memup.detector import SurpriseDetector, TargetRule, mark_episodes, mark_streamed
 from memup.networks import TaskNets
-from memup.sampler import EpisodeSource, LaneSampler
+from memup.sampler import EpisodeSource, LaneSampler, Rebuild
+from memup.stream import states_at
 from memup.update import UpdateConfig, Updater
 
 
@@ -89,20 +90,36 @@ class MemoryTraining(_Checkpointable):
         ema_decay: detector EMA decay per update.
         seed: seeds the marking RNG.
         device: compute device.
+        lazy: ``source`` gives :class:`~memup.lazy.LazyEpisode` records and this rebuilds
+            one from its spec: marks are streamed (:func:`mark_streamed`, top-1 rules) and
+            checkpoints hold specs, so memory stays constant in the episode length.
+        stagger: lanes start their first episodes at staggered offsets (lane b at b/B of
+            it), their memory (and live context) states computed by a no-gradient pass of
+            the online networks; new episodes are then marked in groups of the detector's
+            group size, not B.
     """
 
     def __init__(self, nets: TaskNets, source: EpisodeSource, source_rng: np.random.Generator,
                  rule: TargetRule, walk: WalkConfig, update: UpdateConfig,
                  ema_decay: float = 0.995, seed: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", lazy: Rebuild | None = None,
+                 stagger: bool = False) -> None:
         self.nets = nets
         self.source_rng = source_rng
         self.mark_rng = np.random.default_rng(seed + 7919)
         self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, ema_decay,
                                          device=device)
-        self.sampler = LaneSampler(
-            source, lambda eps: mark_episodes(eps, rule, self.mark_rng, self.detector),
-            walk.lanes, walk.rollout, walk.frequency)
+        self.stagger = stagger
+        self.device = device
+        if lazy is not None:
+            def mark(eps: list) -> None:
+                mark_streamed(eps, rule, self.detector)
+        else:
+            def mark(eps: list) -> None:
+                mark_episodes(eps, rule, self.mark_rng, self.detector)
+        self.sampler = LaneSampler(source, mark, walk.lanes, walk.rollout, walk.frequency,
+                                   load_batch=self.detector.group if stagger else None,
+                                   rebuild=lazy)
         self.updater = Updater(nets, update, walk.lanes, self.detector, device)
 
     @property
@@ -111,6 +128,15 @@ class MemoryTraining(_Checkpointable):
 
     def step(self) -> dict[str, float]:
         """One update on the next batch of every lane."""
+        if self.stagger and self.updater.updates == 0 and self.sampler.episodes[0] is None:
+            episodes, offsets = self.sampler.stagger()
+            r, updater = self.sampler.rollout, self.updater
+            updater.state = states_at(self.nets.memory, updater.state,
+                                      [e.inputs for e in episodes], offsets, r, self.device)
+            if updater.context_state is not None:  # a live context LSTM is carried as well
+                updater.context_state = states_at(
+                    self.nets.predictor.context, updater.context_state,  # type: ignore[arg-type]
+                    [e.queries for e in episodes], offsets, r, self.device)
         return self.updater.step(self.sampler.next_batch())
 
     def _parts(self) -> dict[str, Any]:

@@ -13,8 +13,9 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from memup.encoding import encode_steps
+from memup.encoding import encode_steps, step_inputs
 from memup.episode import Episode
+from memup.lazy import BlockArray, BlockCache, LazyEpisode
 
 SUCCESS_REWARD = 4.0
 FAILURE_REWARD = -3.0
@@ -222,3 +223,81 @@ def random_tmaze_episodes(
         Episode(inputs=inputs[s:e].copy(), queries=queries[s:e].copy(), labels=labels[s:e].copy())
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
     ]
+
+
+# -- lazily generated episodes: regenerated block by block from a few numbers ---------------
+
+LAZY_BLOCK = 1024  # steps generated together (a lane's slice and its target read ~2 blocks)
+
+
+def lazy_tmaze_episodes(
+    n: int, length: int, mode: str, rng: np.random.Generator
+) -> list[LazyEpisode]:
+    """``n`` random-policy T-Maze episodes that are never held whole (see :mod:`memup.lazy`).
+
+    Same dynamics and encoding as :func:`random_tmaze_episodes` (the RNG stream differs):
+    each episode draws a seed, its length and its clue here; its steps come from
+    per-block generators seeded by ``(seed, block)``, so any block can be made alone.
+
+    Returns:
+        Episodes whose ``spec`` is ``[seed, length, clue, noise]``.
+    """
+    noise, random_length = _parse_mode(mode)
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    seeds = rng.integers(0, 2**62, size=n)
+    lengths = np.full(n, length, dtype=np.int64)
+    if random_length:
+        lengths += rng.integers(0, LENGTH_DEVIATION + 1, size=n)
+    clues = rng.integers(0, 2, size=n)
+    return [lazy_tmaze_episode(np.array([s, t, c, int(noise)], np.int64))
+            for s, t, c in zip(seeds.tolist(), lengths.tolist(), clues.tolist(), strict=True)]
+
+
+def lazy_tmaze_episode(spec: np.ndarray) -> LazyEpisode:
+    """The lazy episode of ``spec = [seed, length, clue, noise]``."""
+    seed, length, clue, noise = (int(v) for v in spec)
+    cache = BlockCache(lambda j: _tmaze_block(seed, length, clue, bool(noise), j))
+    inputs = BlockArray(cache, 0, length, LAZY_BLOCK, (OBS_DIM + N_ACTIONS + 1,), np.float32)
+    queries = BlockArray(cache, 1, length, LAZY_BLOCK, (OBS_DIM + N_ACTIONS,), np.float32)
+    labels = BlockArray(cache, 2, length, LAZY_BLOCK, (), np.float32)
+    return LazyEpisode(inputs, queries, labels, spec=np.asarray(spec, np.int64))  # type: ignore[arg-type]
+
+
+def _block_draws(seed: int, j: int, n: int, noise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Actions and noise bits of block ``j`` (``n`` steps), from its own generator."""
+    rng = np.random.default_rng([seed, j])
+    actions = rng.integers(0, N_ACTIONS, size=n, dtype=np.int64)
+    bits = (rng.integers(0, 2, size=n, dtype=np.int8) * 2 - 1) if noise else None
+    return actions, bits  # type: ignore[return-value]
+
+
+def _tmaze_block(seed: int, length: int, clue: int, noise: bool, j: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, queries and labels of steps ``[j·B, min((j+1)·B, length))``."""
+    start = j * LAZY_BLOCK
+    end = min(start + LAZY_BLOCK, length)
+    if not 0 <= start < end:
+        raise IndexError(f"block {j} is outside an episode of {length} steps")
+    n = end - start
+    actions, bits = _block_draws(seed, j, n, noise)
+    obs = np.zeros((n, OBS_DIM), dtype=np.float32)
+    if start == 0:
+        obs[0, 0] = -1.0 if clue == 0 else 1.0
+    if end == length:
+        obs[-1, 1] = 1.0
+    if noise:
+        obs[:, 2] = bits
+    prev = np.empty(n, dtype=np.int64)
+    prev[1:] = actions[:-1]
+    # The previous block is always full, so its last action is its draw's last element.
+    prev[0] = -1 if j == 0 else _block_draws(seed, j - 1, LAZY_BLOCK, noise)[0][-1]
+    rewards = np.zeros(n, dtype=np.float32)
+    if end == length:
+        rewards[-1] = SUCCESS_REWARD if actions[-1] == clue else FAILURE_REWARD
+    # Only the junction step pays, so every step's previous reward inside an episode is 0.
+    inputs = step_inputs(obs, prev, np.zeros(n, np.float32), N_ACTIONS)
+    queries = np.zeros((n, OBS_DIM + N_ACTIONS), dtype=np.float32)
+    queries[:, :OBS_DIM] = obs
+    queries[np.arange(n), OBS_DIM + actions] = 1.0
+    return inputs, queries, rewards

@@ -160,6 +160,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         pass
     if IMAGES_S:
         results = {"images": {"ready_s": IMAGES_S[0]}, **results}
+    terminalreporter.section("docker cluster tests")
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.when == "call" or outcome != "passed":
+                terminalreporter.write_line(f"{outcome.upper():8} {report.nodeid}")
     terminalreporter.section("docker cluster figures")
     for name, values in results.items():
         terminalreporter.write_line(f"{name}: {json.dumps(values)}")

@@ -174,7 +174,7 @@ def test_scale_actors_while_running(run2: Stack) -> None:
     before = _total_rate(run2)
     t = time.time()
     run2.compose("up", "-d", "--no-build", "--no-recreate", "--scale", "actor=4", "actor")
-    wait(lambda: _stepping(run2, 4), 120, "Prometheus to find 4 actors stepping (no config edit)")
+    wait(lambda: _stepping(run2, 4), 240, "Prometheus to find 4 actors stepping (no config edit)")
     seen_s = since(t)
     time.sleep(30)  # a whole rate window with the 4 actors
     after = _total_rate(run2)
@@ -222,7 +222,7 @@ def test_an_actor_on_another_host_joins_with_only_redis_url(run2: Stack,
                    if e["e"] == "produced" and e["ep"].startswith("actor-remote-1-")}
             return sum(1 for e in run2.events()
                        if e["e"] in ("trained", "sampled") and e.get("ep") in eps)
-        wait(trained_remote, 150, "the learner to train on the remote actor's episodes")
+        wait(trained_remote, 300, "the learner to train on the remote actor's episodes")
         trained_s = since(t)
         steps = trained_remote()
         for what in ("wrong password", "unreachable"):

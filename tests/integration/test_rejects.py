@@ -27,8 +27,8 @@ from common.metrics import ScorerMetrics
 from common.redis_io import connect
 from common.wire import (
     SCHEMA_VERSION,
+    EpisodeDone,
     Fragment,
-    Heartbeat,
     Segment,
     SegmentRequest,
     decode,
@@ -136,7 +136,8 @@ def test_segment_server_refuses_bad_frames_and_keeps_serving(scorer: Scorer) -> 
         ("another schema version", [tamper(valid, v=SCHEMA_VERSION + 1)], "schema_version"),
         ("unknown kind", [tamper(valid, k="bogus")], "unknown_kind"),
         ("object dtype", [object_dtype], "dtype"),
-        ("not a request", [encode(Heartbeat(role="actor", replica="0", time=1.0))],
+        ("not a request", [encode(EpisodeDone(episode="e", actor="a", length=1, return_=0.0,
+                                                policy_version=0, fragments=1))],
          "unexpected_kind"),
         ("two frames", [valid, valid], "malformed"),
         ("just under the size limit", [padded], "malformed"),

@@ -23,11 +23,9 @@ from common.wire import (
     KINDS,
     SCHEMA_VERSION,
     EpisodeDone,
-    Heartbeat,
     Mark,
     Segment,
     SegmentRequest,
-    WeightsAnnouncement,
     decode,
     encode,
 )
@@ -44,8 +42,7 @@ def test_every_kind_round_trips(msg: Any) -> None:
 def test_every_kind_is_covered() -> None:
     assert {type(m).KIND for m in one_of_each()} == set(KINDS)
     assert set(KINDS) == {"fragment", "episode_done", "mark", "segment_request", "segment",
-                          "rollout_request", "rollout",
-                          "weights", "heartbeat"}
+                          "rollout_request", "rollout"}
 
 
 def test_decoded_arrays_are_read_only_views_of_the_frame_bytes() -> None:
@@ -95,8 +92,10 @@ def test_numpy_scalars_encode_as_plain_values() -> None:
 
 
 def test_a_whole_float_sent_as_an_int_decodes_as_a_float() -> None:
-    got = decode(tamper(encode(Heartbeat(role="learner", replica="0", time=1.5)), time=2))
-    assert got.time == 2.0 and type(got.time) is float
+    done = EpisodeDone(episode="e", actor="a", length=1, return_=1.5, policy_version=0,
+                       fragments=1)
+    got = decode(tamper(encode(done), **{"return": 2}))
+    assert got.return_ == 2.0 and type(got.return_) is float
 
 
 # ---------------------------------------------------------------- pinned bytes
@@ -107,23 +106,25 @@ GOLDEN_MARK = bytes.fromhex(
     "7065a5696e743634a57368617065920301a464617461c4180000000000000000020000000000000002000000"
     "00000000ae73636f7265725f76657273696f6e03"
 )
-GOLDEN_HEARTBEAT = bytes.fromhex(
-    "85a17603a16ba9686561727462656174a4726f6c65a673636f726572a77265706c696361a132a474696d65cb"
-    "3ff8000000000000"
+GOLDEN_EPISODE_DONE = bytes.fromhex(
+    "88a17603a16bac657069736f64655f646f6e65a7657069736f6465a465702d32a56163746f72a3612d31a66c"
+    "656e67746807a672657475726ecb3ff8000000000000ae706f6c6963795f76657273696f6e03a9667261676d"
+    "656e747302"
 )
 
 
 
 
-def golden_heartbeat() -> Heartbeat:
-    return Heartbeat(role="scorer", replica="2", time=1.5)
+def golden_episode_done() -> EpisodeDone:
+    return EpisodeDone(episode="ep-2", actor="a-1", length=7, return_=1.5, policy_version=3,
+                       fragments=2)
 
 
 def test_golden_bytes_pin_the_format() -> None:
     assert encode(golden_mark()) == GOLDEN_MARK
-    assert encode(golden_heartbeat()) == GOLDEN_HEARTBEAT
+    assert encode(golden_episode_done()) == GOLDEN_EPISODE_DONE
     assert_same(decode(GOLDEN_MARK), golden_mark())
-    assert decode(GOLDEN_HEARTBEAT) == golden_heartbeat()
+    assert decode(GOLDEN_EPISODE_DONE) == golden_episode_done()
 
 
 def test_frame_layout_is_the_documented_one() -> None:
@@ -147,8 +148,6 @@ def test_invalid_messages_cannot_be_built() -> None:
         dataclasses.replace(fragment(), arrays={"a": np.zeros(2), "b": np.zeros(3)})
     with pytest.raises(ValueError, match="offset 0"):
         SegmentRequest(lane=0, episode=None, offset=5, credit=1, acks=[])
-    with pytest.raises(ValueError, match="sha256"):
-        WeightsAnnouncement(name="policy", version=1, sha256="AB" * 32, nbytes=1)
     with pytest.raises(ValueError, match="length"):
         EpisodeDone(episode="e", actor="a", length=0, return_=0.0, policy_version=0,
                     fragments=1)
@@ -162,8 +161,9 @@ def test_invalid_messages_cannot_be_built() -> None:
 def test_encode_rejects_what_is_not_a_message_or_has_wrong_types() -> None:
     with pytest.raises(TypeError, match="not a wire message"):
         encode({"v": 1})  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"heartbeat\.time"):
-        encode(Heartbeat(role="scorer", replica="1", time="now"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"episode_done\.return"):
+        encode(EpisodeDone(episode="e", actor="a", length=1, return_="now",  # type: ignore[arg-type]
+                           policy_version=0, fragments=1))
     with pytest.raises(TypeError, match=r"fragment\.final"):
         encode(dataclasses.replace(fragment(), final=1))
     with pytest.raises(TypeError, match=r"fragment\.arrays"):

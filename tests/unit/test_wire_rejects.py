@@ -26,7 +26,6 @@ from common.wire import (
     KINDS,
     SCHEMA_VERSION,
     EpisodeDone,
-    Heartbeat,
     Segment,
     SegmentRequest,
     decode,
@@ -109,7 +108,8 @@ def test_a_frame_that_is_not_a_map_is_malformed(body: Any) -> None:
 
 
 def test_non_msgpack_content_is_malformed() -> None:
-    frame = encode(Heartbeat(role="scorer", replica="1", time=0.0))
+    frame = encode(EpisodeDone(episode="e", actor="scorer", length=1, return_=0.0,
+                               policy_version=0, fragments=1))
     reject(msgpack.packb({1: 2, "v": 1}), MalformedFrame)  # strict_map_key
     reject(msgpack.packb({"v": 1, "k": msgpack.ExtType(3, b"x")}), MalformedFrame)
     reject(frame.replace(b"scorer", b"\xff\xfescor"), MalformedFrame)  # invalid UTF-8
@@ -141,8 +141,10 @@ def test_unknown_fields_are_rejected() -> None:
         (SegmentRequest(lane=0, episode=None, offset=0, credit=1, acks=[]), "acks", "s-1"),
         (SegmentRequest(lane=0, episode=None, offset=0, credit=1, acks=[]), "acks", [1]),
         (SegmentRequest(lane=0, episode=None, offset=0, credit=1, acks=[]), "episode", 3),
-        (Heartbeat(role="scorer", replica="1", time=0.0), "time", "now"),
-        (Heartbeat(role="scorer", replica="1", time=0.0), "time", True),
+        (EpisodeDone(episode="e", actor="a", length=1, return_=0.0, policy_version=0,
+                     fragments=1), "return", "now"),
+        (EpisodeDone(episode="e", actor="a", length=1, return_=0.0, policy_version=0,
+                     fragments=1), "return", True),
         (EpisodeDone(episode="e", actor="a", length=1, return_=0.0, policy_version=0,
                      fragments=1), "return", None),
     ],

@@ -14,18 +14,15 @@ from common.errors import WireError
 from common.wire import (
     EpisodeDone,
     Fragment,
-    Heartbeat,
     Mark,
     Rollout,
     RolloutRequest,
     Segment,
     SegmentRequest,
-    WeightsAnnouncement,
     decode,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SHA = "ab" * 32
 
 
 def fragment(steps: int = 4, seed: int = 0) -> Fragment:
@@ -64,8 +61,6 @@ def one_of_each() -> list[Any]:
         Rollout(rollout_id="1700000000000-1", episode="ep-8",
                 arrays={"actions": np.arange(3, dtype=np.int64),
                         "log_probs": np.zeros(3, dtype=np.float32)}, policy_version=8),
-        WeightsAnnouncement(name="detector", version=12, sha256=SHA, nbytes=1 << 33),
-        Heartbeat(role="scorer", replica="1", time=1.7e9 + 0.25),
     ]
 
 
