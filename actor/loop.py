@@ -26,8 +26,8 @@ from actor.publish import FragmentPublisher
 from common.config import ClusterConfig
 from common.lifecycle import Backoff
 from common.metrics import ActorMetrics
-from common.tasks import TaskSpec
 from common.wire import EpisodeDone, Fragment
+from tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ActorLoop:
         config: the run's config.
         actor_id: this replica's stable name, e.g. ``actor-0``.
         make_env: builds the env of slot ``i``.
-        spec: obs/action sizes and the success reward of the task.
+        task: the run's task (obs layout, step inputs, what counts as a success).
         policy: acts for all envs.
         publisher: the started fragment publisher.
         metrics: the actor's metrics.
@@ -69,12 +69,13 @@ class ActorLoop:
     """
 
     def __init__(self, config: ClusterConfig, actor_id: str, make_env: EnvFactory,
-                 spec: TaskSpec, policy: ActingPolicy, publisher: FragmentPublisher,
+                 task: Task, policy: ActingPolicy, publisher: FragmentPublisher,
                  metrics: ActorMetrics, stop: threading.Event) -> None:
         self.config = config
         self.actor_id = actor_id
         self.make_env = make_env
-        self.spec = spec
+        self.task = task
+        self.spec = task.spec
         self.policy = policy
         self.publisher = publisher
         self.metrics = metrics
@@ -90,14 +91,14 @@ class ActorLoop:
         self.env_steps = 0
         self.failures = [0] * self.n
         self.backoffs = [Backoff(base=0.1, cap=5.0) for _ in range(self.n)]
-        self.obs = np.zeros((self.n, *spec.obs_shape), dtype=spec.obs_dtype)
+        self.obs = np.zeros((self.n, *self.spec.obs_shape), dtype=self.spec.obs_dtype)
         self.prev_action = np.full(self.n, -1, dtype=np.int64)
         self.prev_reward = np.zeros(self.n, dtype=np.float32)
         self.open: list[_Open] = [self._reset(i) for i in range(self.n)]
 
     def _reset(self, slot: int) -> _Open:
         # Each env is seeded once, at its first reset, distinctly per actor and slot (31 bits:
-        # engines such as ViZDoom take an unsigned 32-bit seed).
+        # some game engines take an unsigned 32-bit seed).
         seed = None if self.seeded[slot] else (self.seed * 1000 + slot) % 2**31
         self.seeded[slot] = True
         obs, _ = self.envs[slot].reset(seed=seed)
@@ -161,7 +162,7 @@ class ActorLoop:
         """One step of every env."""
         first = self.prev_action < 0
         started = time.perf_counter()
-        inputs = self.spec.step_inputs(self.obs, self.prev_action, self.prev_reward)
+        inputs = self.task.step_inputs(self.obs, self.prev_action, self.prev_reward)
         actions, log_probs, values = self.policy.act(inputs, first)
         inferred = time.perf_counter()
         self.metrics.inference_duration_seconds.observe(inferred - started)
@@ -197,7 +198,7 @@ class ActorLoop:
         self.metrics.env_step_duration_seconds.observe(time.perf_counter() - inferred)
 
     def _episode_finished(self, ep: _Open, final_reward: float) -> None:
-        success = self.spec.succeeded(final_reward, ep.steps)
+        success = self.task.succeeded(final_reward, ep.steps, ep.total_return)
         self.episodes_done += 1
         self.successes += success
         self.metrics.episode_finished("success" if success else "failure", ep.total_return)

@@ -10,7 +10,6 @@ import zlib
 import gymnasium
 import torch
 
-from actor.envs.factory import data_env_differs, make_env
 from actor.loop import ActorLoop, EnvFailure
 from actor.policy import ActingPolicy
 from actor.publish import FragmentPublisher
@@ -20,8 +19,8 @@ from common.metrics import ActorMetrics, serve_metrics
 from common.models import POLICY
 from common.redis_io import connect
 from common.status import start_status
-from common.tasks import task_spec
 from common.watcher import WeightsWatcher
+from tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
     """
     torch.set_num_threads(max(1, config.run.threads))
     name = consumer_name("actor", replica)
-    spec = task_spec(config)
+    task = task_for(config)
     metrics = ActorMetrics(env=config.task.env)
     port = serve_metrics(metrics.registry, config.actor.metrics_port, config.run.metrics_addr)
     r = connect(config.redis.url, client_name=name)
@@ -48,13 +47,12 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
     watcher.start()
     seed = config.run.seed * 7919 + zlib.crc32(name.encode())  # distinct per replica name
     policy = ActingPolicy(config, config.actor.envs, seed)
-    task = config.task
-    swap_envs = data_env_differs(config)
+    swap_envs = task.swaps_data_envs
 
     def env_for(slot: int) -> gymnasium.Env:
-        return make_env(config, data_policy=swap_envs and policy.version == 0, slot=slot)
+        return task.make_env(slot, data_policy=swap_envs and policy.version == 0)
 
-    loop = ActorLoop(config, name, env_for, spec, policy, publisher, metrics, stop)
+    loop = ActorLoop(config, name, env_for, task, policy, publisher, metrics, stop)
     started = time.monotonic()
 
     def status() -> dict[str, float]:
@@ -76,7 +74,7 @@ def run_actor(config: ClusterConfig, replica: int | str, stop: threading.Event,
                 loop.replace_envs()
             metrics.policy_version.set(found[0])
 
-    log.info("%s: %d %s envs, metrics on :%d", name, loop.n, task.env, port)
+    log.info("%s: %d %s envs, metrics on :%d", name, loop.n, task.name, port)
     code = 0
     try:
         loop.run(max_steps, on_step=refresh_weights)

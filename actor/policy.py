@@ -14,10 +14,10 @@ import torch
 
 from actor.random_policy import RandomActions
 from common.config import ClusterConfig, action_weights
-from common.models import load_flat, memory_nets, policy_model
-from common.tasks import task_spec
+from common.models import load_flat, policy_parts
 from memup.memory import mask_state
-from memup.ppo import categorical_sample
+from rl.ppo import categorical_sample
+from tasks.registry import task_for
 
 
 class ActingPolicy:
@@ -32,10 +32,11 @@ class ActingPolicy:
 
     def __init__(self, config: ClusterConfig, n_envs: int, seed: int,
                  greedy: bool = False) -> None:
-        self.spec = task_spec(config)
+        task = task_for(config)
+        self.spec = task.spec
         self.lstm = config.ppo.mode == "lstm"
-        self.model = policy_model(config).eval()
-        self.memory = None if self.lstm else memory_nets(config).memory.eval()
+        self.model = task.policy(config).eval()
+        self.memory = None if self.lstm else task.networks(config).memory.eval()
         core = self.model if self.lstm else self.memory
         self.state = core.initial_state(n_envs)  # type: ignore[union-attr]
         self.version = 0
@@ -47,8 +48,7 @@ class ActingPolicy:
 
     def load(self, version: int, tensors: Mapping[str, torch.Tensor]) -> None:
         """Installs published ``policy`` weights of ``version``."""
-        parts = {"lstm": self.model} if self.lstm else {"memory": self.memory, "heads": self.model}
-        load_flat(parts, tensors)  # type: ignore[arg-type]
+        load_flat(policy_parts(self.memory, self.model), tensors)
         self.version = version
 
     @torch.no_grad()
@@ -57,7 +57,7 @@ class ActingPolicy:
         """Actions, their log-probabilities and value estimates for one step of every env.
 
         Args:
-            inputs: ``[B, ...]`` memory inputs (see :meth:`common.tasks.TaskSpec.step_inputs`).
+            inputs: ``[B, ...]`` memory inputs (see :meth:`tasks.base.Task.step_inputs`).
             first: ``[B]`` bool, the env's episode starts at this step (state reset).
         """
         batch = len(inputs)

@@ -1,10 +1,10 @@
 """The random data policy of phase I: each action drawn from fixed weights and held a while.
 
-Pressing a uniformly random button every step makes a ViZDoom agent jitter in place: it
-picks items up mostly when they spawn onto it or brush its side, so the frames before a
+Pressing a uniformly random button every step makes a first-person agent jitter in place:
+it picks items up mostly when they spawn onto it or brush its side, so the frames before a
 pickup rarely show the item. Holding each sampled action for a random 1…``hold`` steps
 turns the jitter into walks and turns of some length: items are then mostly walked into.
-Walking *backwards* into an item still hides it (it is behind the camera), so Two-Colors
+Walking *backwards* into an item still hides it (it is behind the camera), so such a task
 draws the actions with weights that favour the forward moves (``actor.random_action_weights``):
 what the memory must explain is then visible in the frames before each pickup.
 """

@@ -69,11 +69,11 @@ def _cpu_seconds() -> float:
 
 def _make_envs(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
     if args.env == "tmaze":
-        from actor.envs.tmaze import TMazeEnv
+        from tasks.tmaze.env import TMazeEnv
 
         envs = [TMazeEnv(mode="LNR", length=args.length) for _ in range(args.envs)]
         return envs, {"length": args.length, "frame_skip": 1, "resolution": None}
-    from actor.envs.two_colors import FRAME_SHAPE, TwoColorsEnv
+    from tasks.two_colors.env import FRAME_SHAPE, TwoColorsEnv
 
     envs = [TwoColorsEnv(variant=args.variant, frame_skip=args.frame_skip, seed=args.seed + i)
             for i in range(args.envs)]

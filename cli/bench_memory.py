@@ -22,13 +22,14 @@ import time
 import numpy as np
 import torch
 
-from actor.envs.tmaze import lazy_tmaze_episodes, random_tmaze_episodes
 from memup.detector import SurpriseDetector, TargetRule, mark_episodes, mark_streamed
 from memup.losses import pointwise_loss
-from memup.networks import TaskNets, tmaze_nets
+from memup.networks import TaskNets
 from memup.sampler import LaneSampler
 from memup.saved import count_saved_bytes
 from memup.update import UpdateConfig, Updater
+from tasks.tmaze.env import lazy_tmaze_episodes, random_tmaze_episodes
+from tasks.tmaze.networks import tmaze_nets
 
 
 def _memup(nets: TaskNets, length: int, rollout: int, updates: int) -> dict:

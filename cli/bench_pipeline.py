@@ -41,10 +41,11 @@ FRAME_SKIP = {"tmaze": 1, "two-colors": 2}
 def raw_env_rate(config, envs: int, seconds: float, seed: int = 0) -> float:  # type: ignore[no-untyped-def]
     """Env steps/s of ``envs`` envs of the run's task (the data policy's), stepped in one
     loop with random actions."""
-    from actor.envs.factory import make_env
+    from tasks.registry import task_for
 
     rng = np.random.default_rng(seed)
-    pool = [make_env(config, data_policy=True) for _ in range(envs)]
+    task = task_for(config)
+    pool = [task.make_env(slot, data_policy=True) for slot in range(envs)]
     for i, env in enumerate(pool):
         env.reset(seed=seed + i)
     n_actions = pool[0].action_space.n

@@ -64,7 +64,7 @@ def collect_frames(steps: int, seed: int) -> tuple[np.ndarray, int]:
     import numpy as np
 
     try:
-        from actor.envs.two_colors import TwoColorsEnv
+        from tasks.two_colors.env import TwoColorsEnv
     except ImportError as exc:
         raise SystemExit(f"memup bench wire: the Two-Colors env is unavailable ({exc}); pass "
                          "--frames FILE.npy with uint8 [n, 3, 64, 112] frames") from exc

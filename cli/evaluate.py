@@ -51,12 +51,11 @@ def play(policy, config, episodes: int, seed: int, slots: int,  # type: ignore[n
          record: int = 0) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Plays ``episodes`` fresh episodes on ``slots`` envs; per-episode results and the
     captioned frames of the first ``record`` episodes (slot 0's)."""
-    from actor.envs.factory import make_env
     from cli.record import caption
-    from common.tasks import task_spec
+    from tasks.registry import task_for
 
-    spec = task_spec(config)
-    envs = [make_env(config) for _ in range(slots)]
+    task = task_for(config)
+    envs = [task.make_env(slot) for slot in range(slots)]
     started = list(range(slots))  # episode number running in each slot
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     prev_a = np.full(slots, -1, dtype=np.int64)
@@ -67,9 +66,9 @@ def play(policy, config, episodes: int, seed: int, slots: int,  # type: ignore[n
     frames: list[np.ndarray] = []
     running = np.ones(slots, dtype=bool)
     while running.any():
-        actions, _, _ = policy.act(spec.step_inputs(obs, prev_a, prev_r), prev_a < 0)
+        actions, _, _ = policy.act(task.step_inputs(obs, prev_a, prev_r), prev_a < 0)
         for i in np.flatnonzero(running):
-            if i == 0 and started[0] < record and spec.frames:
+            if i == 0 and started[0] < record and task.spec.frames:
                 frames.append(caption(obs[0], f"episode {started[0] + 1}  step "
                                       f"{lengths[0]}  return {returns[0]:+.2f}"))
             o, reward, terminated, truncated, info = envs[i].step(int(actions[i]))
@@ -78,7 +77,7 @@ def play(policy, config, episodes: int, seed: int, slots: int,  # type: ignore[n
             lengths[i] += 1
             if not (terminated or truncated):
                 continue
-            results.append(summary(spec, float(reward), int(lengths[i]), float(returns[i]),
+            results.append(summary(task, float(reward), int(lengths[i]), float(returns[i]),
                                    info))
             nxt = max(started) + 1
             if nxt >= episodes:
@@ -92,15 +91,11 @@ def play(policy, config, episodes: int, seed: int, slots: int,  # type: ignore[n
     return results, frames
 
 
-def summary(spec, final_reward: float, steps: int, total: float,  # type: ignore[no-untyped-def]
+def summary(task, final_reward: float, steps: int, total: float,  # type: ignore[no-untyped-def]
             info: dict[str, Any]) -> dict[str, Any]:
-    """One finished episode's record."""
-    out = {"success": bool(spec.succeeded(final_reward, steps)), "steps": steps,
-           "return": total}
-    if spec.frames:
-        out.update(pillar=info["pillar"], good=int(info["good_pickups"]),
-                   bad=int(info["bad_pickups"]))
-    return out
+    """One finished episode's record, with the task's own measures."""
+    return {"success": bool(task.succeeded(final_reward, steps, total)), "steps": steps,
+            "return": total, **task.episode_stats(info)}
 
 
 def aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,9 +140,9 @@ def run_eval(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.record:
-        from common.tasks import task_spec
+        from tasks.registry import task_for
 
-        if not task_spec(config).frames:
+        if not task_for(config).spec.frames:
             print(f"memup eval: --record: {config.task.env!r} has no frames to record (only "
                   "image tasks such as two-colors can be recorded); drop --record",
                   file=sys.stderr)

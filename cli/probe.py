@@ -68,13 +68,13 @@ def step_list(text: str) -> list[int]:
 
 def play_random(config_values: dict, seeds: list[int]) -> list[dict[str, Any]]:
     """Raw steps and the pillar colour of one random-policy episode per seed."""
-    from actor.envs.factory import make_env
     from common.config import action_weights, load_config
+    from tasks.registry import task_for
 
     config = load_config(values=config_values, environ={})
     from actor.random_policy import RandomActions
 
-    env = make_env(config, data_policy=True, slot=0)  # slot 0: the undamaged floor when mixed
+    env = task_for(config).make_env(0, data_policy=True)  # slot 0: the undamaged floor when mixed
     out = []
     weights = action_weights(config.actor.random_action_weights)
     for seed in seeds:
@@ -116,11 +116,10 @@ def run_probe(args: argparse.Namespace) -> int:
     import torch
 
     from cli.run_dir import RunDirError, load_run
-    from common.models import memory_nets
-    from common.tasks import task_spec
     from memup.detector import SurpriseDetector
     from memup.episode import Episode
-    from memup.probe import colour_probe, pickup_signs, window_signs
+    from tasks.registry import task_for
+    from tasks.two_colors.probe import colour_probe, pickup_signs, window_signs
 
     try:
         config, state = load_run(args.run_dir)
@@ -141,12 +140,12 @@ def run_probe(args: argparse.Namespace) -> int:
         return 2
     config = replace(config, task=replace(config.task, length=length))
     torch.set_num_threads(max(1, args.workers))
-    nets = memory_nets(config)
+    task = task_for(config)
+    nets = task.networks(config)
     detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, config.memup.ema_decay)
     detector.load_state_dict(state["detector"])
-    spec = task_spec(config)
     played = collect(config, args.episodes, args.seed, args.workers)
-    episodes = [Episode(*spec.encode(p["obs"], p["action"], p["reward"])) for p in played]
+    episodes = [Episode(*task.encode(p["obs"], p["action"], p["reward"])) for p in played]
     bits = np.array([p["red"] for p in played])
     result: dict[str, Any] = {
         "run": config.run.name, "memup_updates": int(state["memup_updates"]),

@@ -90,12 +90,15 @@ def _create_keys(args: argparse.Namespace) -> int:
 def load_cluster_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The resolved config of a cluster command, or exit 2 with the reason."""
     from common.config import ConfigError, load_config
+    from tasks.registry import task_for
 
     overrides = list(args.overrides)
     if args.redis_url:
         overrides.insert(0, f"redis.url={args.redis_url}")
     try:
-        return load_config(args.cluster_config, overrides)
+        config = load_config(args.cluster_config, overrides)
+        task_for(config)  # the task checks its own fields (and that task.env names one)
+        return config
     except (ConfigError, ValueError) as exc:
         print(f"memup: bad config: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -56,7 +56,7 @@ def add_scenario_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_scenario(args: argparse.Namespace) -> int:
     """Writes the WAD (and optionally the pictures) and prints what was written."""
-    from actor.envs.two_colors.scenario import build_scenario
+    from tasks.two_colors.scenario import build_scenario
 
     if args.delay_tics < 0:
         raise SystemExit(f"--delay-tics must be >= 0, got {args.delay_tics}")
@@ -67,7 +67,7 @@ def run_scenario(args: argparse.Namespace) -> int:
                "delay_tics": args.delay_tics if args.variant == "delay" else None,
                "floor_damage": args.floor_damage, "seed": args.seed, "pictures": []}
     if args.pictures is not None:
-        from actor.envs.two_colors.pictures import save_pictures
+        from tasks.two_colors.pictures import save_pictures
 
         summary["pictures"] = [str(p) for p in save_pictures(
             args.pictures, args.variant, first_seed=args.seed or 0)]

@@ -14,16 +14,17 @@ import numpy as np
 import torch
 
 from actor.envs.sequence_tasks import RECALL_SYMBOLS, add_episodes, copy_episodes
-from actor.envs.tmaze import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
 from cli.driver import StopRule, drive
 from cli.options import fail, resolve_device
 from common.runlog import RunLog
 from memup.detector import TargetRule
 from memup.episode import Episode
 from memup.evaluate import evaluate, final_steps, last_steps
-from memup.networks import add_nets, copy_nets, tmaze_nets
+from memup.networks import add_nets, copy_nets
 from memup.training import AlternatingSchedule, AlternatingTraining, MemoryTraining, WalkConfig
 from memup.update import UpdateConfig
+from tasks.tmaze.env import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
+from tasks.tmaze.networks import tmaze_nets
 
 # Settings a resumed run must share with its checkpoint (they shape the nets or the walk).
 TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interaction", "lazy",

@@ -10,12 +10,13 @@ flags override both. Every role of a run loads the same resolved config (logged 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_origin, get_type_hints
 
 from common.config_checks import INIT_ENCODERS, ConfigError, action_weights, check
 from common.redis_io import redact_url
@@ -69,7 +70,17 @@ class WireConfig:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    env: str = "tmaze"  #: tmaze or two-colors
+    #: the task (tasks/registry.py): a named one (tmaze, two-colors), "gym:<id>" (a registered
+    #: gymnasium id; "gym:<module>:<id>" imports the module that registers it) or
+    #: "<module>:<callable>" (returns a gymnasium env)
+    env: str = "tmaze"
+    #: gym tasks: keyword arguments of gymnasium.make or of the callable (a TOML table; a
+    #: JSON object in an environment variable or a --set flag)
+    gym_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: gym tasks: an episode whose return reaches this counts as a success (the default is
+    #: out of reach, and finite so that config.json stays standard JSON: the run then stops
+    #: at ppo.max_env_steps)
+    success_return: float = 1e30
     mode: str = "LNR"  #: T-Maze mode
     length: int = 1000  #: T-Maze corridor length; Two-Colors: the episode limit in agent steps
     variant: str = "standard"  #: Two-Colors variant: standard, hard or delay
@@ -236,7 +247,16 @@ class ClusterConfig:
         return out
 
 
-def _coerce(value: Any, kind: type, where: str) -> Any:
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    if get_origin(kind) is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value or "{}")
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: {value!r} is not a JSON object ({exc})") from None
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where}: expected a table (a JSON object), got {value!r}")
+        return dict(value)
     if isinstance(value, str) and kind is not str:
         text = value.strip().lower()
         try:

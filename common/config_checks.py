@@ -1,7 +1,9 @@
 """Checks of a resolved cluster config across its fields, each failing with one line.
 
 :func:`common.config.load_config` runs :func:`check` on every config it resolves, so a bad
-value stops a command before any role starts.
+value stops a command before any role starts. What depends on the task (whether it has
+frames, say) is checked by the task itself (:meth:`tasks.base.Task.check`, run by
+:func:`tasks.registry.task_for`).
 """
 
 from __future__ import annotations
@@ -54,13 +56,6 @@ def check(config: ClusterConfig) -> None:
     if m.reconstruction < 0 or m.reconstruction_frames < 1:
         raise ConfigError(f"memup.reconstruction {m.reconstruction} / memup.reconstruction_frames "
                           f"{m.reconstruction_frames}: use a weight >= 0 and frames >= 1")
-    if m.reconstruction > 0 and config.task.env != "two-colors":
-        raise ConfigError(f"memup.reconstruction {m.reconstruction}: only image tasks "
-                          f"(task.env = \"two-colors\") have frames to reconstruct; set it to 0")
-    if (m.query_shift or m.predictor_dropout) and config.task.env != "two-colors":
-        raise ConfigError(f"memup.query_shift {m.query_shift} / memup.predictor_dropout "
-                          f"{m.predictor_dropout}: only the image predictor (task.env = "
-                          f"\"two-colors\") has them; set both to 0")
     if m.query_shift < 0 or not 0 <= m.predictor_dropout < 1:
         raise ConfigError(f"memup.query_shift {m.query_shift} / memup.predictor_dropout "
                           f"{m.predictor_dropout}: use a shift >= 0 pixels and 0 <= dropout < 1")
@@ -74,16 +69,6 @@ def check(config: ClusterConfig) -> None:
     if p.init_encoder not in INIT_ENCODERS:
         raise ConfigError(f"ppo.init_encoder {p.init_encoder!r}: use one of "
                           f"{', '.join(repr(e) for e in INIT_ENCODERS)}")
-    if (p.init_encoder or p.interaction) and not (
-            p.frame_features and p.mode != "lstm" and config.task.env == "two-colors"):
-        raise ConfigError("ppo.init_encoder / ppo.interaction shape the frame CNN of the "
-                          "policy heads: set ppo.frame_features = true (image tasks, frozen "
-                          "or joint mode)")
-    if p.outcome_features and not (
-            p.frame_features and p.mode == "frozen" and config.task.env == "two-colors"):
-        raise ConfigError("ppo.outcome_features reads phase I's frozen predictor beside the "
-                          "frame CNN: it needs ppo.frame_features = true, ppo.mode = \"frozen\" "
-                          "and an image task")
     action_weights(config.actor.random_action_weights)
     action_weights(config.ppo.action_prior, "ppo.action_prior")
 

@@ -102,7 +102,7 @@ class ActorMetrics(_RoleMetrics):
     def __init__(self, registry: CollectorRegistry | None = None, env: str = "") -> None:
         # ``env`` has a default only because ``registry`` has one; an unnamed env is an error.
         if not env:
-            raise ValueError("ActorMetrics needs the env name, e.g. env='tmaze'")
+            raise ValueError("ActorMetrics needs the env name (task.env)")
         super().__init__(registry)
         self.env = env
         c, g, h = self._counter, self._gauge, self._histogram

@@ -32,7 +32,7 @@ SCHEMA_VERSION = 3
 """Bumped on every change to any message or array encoding (2: compressed arrays; 3: the
 learner's incarnation on its requests); both sides of a hop must agree."""
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-"""Frames above this are rejected before unpacking (a 128-step Two-Colors fragment: 2.8 MB)."""
+"""Frames above this are rejected before unpacking (128 steps of 3×64×112 frames: 2.8 MB)."""
 
 # ---------------------------------------------------------------- message kinds
 # Each kind validates itself in __post_init__ (ValueError), so a message that was built or

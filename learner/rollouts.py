@@ -11,28 +11,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.tasks import TaskSpec
 from common.wire import Rollout
 from memup.memory import Memory
-from memup.policy import FramePolicyInputs
-from memup.ppo import RolloutBatch
 from memup.stream import pad_chunk
+from rl.policy import FramePolicyInputs
+from rl.ppo import RolloutBatch
+from tasks.base import Task
 
 
-def rollout_batch(rollouts: list[Rollout], spec: TaskSpec, memory: Memory | None,
+def rollout_batch(rollouts: list[Rollout], task: Task, memory: Memory | None,
                   device: torch.device | str = "cpu", chunk: int = 256,
                   with_records: bool = False) -> RolloutBatch:
     """Pads ``rollouts`` to a batch; ``inputs`` are memory features when ``memory`` is given.
 
     Args:
         rollouts: complete episodes with ``obs``, ``action``, ``reward``, ``log_prob``, ``value``.
-        spec: the task (how steps become memory inputs).
+        task: the run's task (how steps become memory inputs).
         memory: the policy's frozen memory, or None (the model reads step inputs).
         device: where the batch (and the memory pass) lives.
         chunk: steps per memory call (bounds the memory pass's peak size).
         with_records: the model reads the step records beside the memory features.
     """
-    steps_in = [spec.encode(r.arrays["obs"], r.arrays["action"], r.arrays["reward"])[0]
+    steps_in = [task.encode(r.arrays["obs"], r.arrays["action"], r.arrays["reward"])[0]
                 for r in rollouts]
     lengths = [len(x) for x in steps_in]
     t_max = max(lengths)

@@ -27,17 +27,17 @@ from common import keys
 from common.config import ClusterConfig
 from common.ledger import Ledger
 from common.metrics import LearnerMetrics
-from common.models import DETECTOR, POLICY, flatten, memory_nets, policy_model
+from common.models import DETECTOR, POLICY, detector_parts, flatten, policy_parts
 from common.runlog import RunLog
-from common.tasks import PICKUP_ABOVE, task_spec
 from common.weights import publish_weights, weights_version
 from learner.feed import SegmentFeed
 from learner.rollouts import rollout_batch
 from learner.run_state import RunState
 from memup.detector import SurpriseDetector
-from memup.policy import FrameHeads, soft_update
-from memup.ppo import PPOConfig, PPOTrainer
 from memup.update import UpdateConfig, Updater
+from rl.policy import soft_update
+from rl.ppo import PPOConfig, PPOTrainer
+from tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ class Learner:
         self.device = device
         self.ledger = Ledger.from_env("learner")
         self.state = RunState(config, r, metrics, stop, self.ledger)
-        self.spec = task_spec(config)
+        self.task = task_for(config)
         m, p = config.memup, config.ppo
-        self.nets = memory_nets(config)
+        self.nets = self.task.networks(config)
         self.nets.memory.to(device)
         self.nets.predictor.to(device)
         self.detector = SurpriseDetector(self.nets.memory, self.nets.predictor, self.nets.kind,
@@ -63,7 +63,7 @@ class Learner:
         self.base_update = UpdateConfig(lr=m.lr, reconstruction=m.reconstruction,
                                         reconstruction_frames=m.reconstruction_frames)
         self.updater = Updater(self.nets, self.base_update, m.lanes, self.detector, device)
-        self.policy = policy_model(config).to(device)
+        self.policy = self.task.policy(config).to(device)
         self.policy_memory = copy.deepcopy(self.nets.memory).requires_grad_(False)
         self.ppo = PPOTrainer(self.policy, PPOConfig(
             lr=p.lr, clip=p.clip, value_coef=p.value_coef, entropy_coef=p.entropy_coef,
@@ -88,11 +88,10 @@ class Learner:
     def publish(self, name: str) -> None:
         """Publishes the next version of ``detector`` or ``policy`` weights."""
         if name == DETECTOR:
-            parts = {"memory": self.detector.memory, "predictor": self.detector.predictor}
-        elif self.config.ppo.mode == "lstm":
-            parts = {"lstm": self.policy}
+            parts = detector_parts(self.detector.memory, self.detector.predictor)
         else:
-            parts = {"memory": self.policy_memory, "heads": self.policy}
+            memory = None if self.config.ppo.mode == "lstm" else self.policy_memory
+            parts = policy_parts(memory, self.policy)
         self.versions[name] += 1
         flat, version, run = flatten(parts), self.versions[name], self.config.run.name
         # Repeating a publish is a no-op, so a retry after a lost reply is safe.
@@ -214,31 +213,14 @@ class Learner:
     def start_phase_two(self) -> None:
         """Freezes the EMA memory (the one that reached the target) as the policy's core."""
         self.policy_memory.load_state_dict(self.detector.memory.state_dict())
-        self.adopt_policy_encoder()
+        adopt = getattr(self.policy, "adopt_phase_one", None)
+        if adopt is not None:  # e.g. heads with a frame CNN start from phase I's networks
+            adopt(self.detector.memory, self.detector.predictor, self.config.ppo.init_encoder)
         self.phase = 2
         self.publish(POLICY)
         self.state.begin_ppo()
         self.set_control(phase=2)
         self.metrics.phase.set(2)
-
-    def adopt_policy_encoder(self) -> None:
-        """``ppo.init_encoder``: the policy's frame CNN starts from phase I's (EMA) CNN;
-        ``ppo.outcome_features``: the heads' outcome model is phase I's EMA predictor, the
-        partner of the EMA memory the policy reads."""
-        if not isinstance(self.policy, FrameHeads):
-            return
-        predictor = self.detector.predictor
-        if self.policy.outcome_model is not None:
-            self.policy.outcome_model.load_state_dict(predictor.state_dict())
-            log.info("policy heads read phase I's predictor's outcome for each action")
-        which = self.config.ppo.init_encoder
-        if not which:
-            return
-        if which == "predictor":
-            self.policy.adopt_encoder(predictor.query_encoder, predictor.question)
-        else:
-            self.policy.adopt_encoder(self.detector.memory.encoder)
-        log.info("policy frame CNN starts from phase I's %s CNN", which)
 
     # -- phase II -------------------------------------------------------------------------
 
@@ -259,9 +241,9 @@ class Learner:
         if self.stop.is_set():
             return None
         memory = None if p.mode == "lstm" else self.policy_memory
-        batch = rollout_batch(rollouts, self.spec, memory, self.device,
-                              with_records=isinstance(self.policy, FrameHeads))
-        if isinstance(self.policy, FrameHeads):
+        records = getattr(self.policy, "reads_records", False)
+        batch = rollout_batch(rollouts, self.task, memory, self.device, with_records=records)
+        if records:
             batch.inputs = self.policy.with_outcomes(batch.inputs)
         started = time.perf_counter()
         self.policy.train()
@@ -277,7 +259,8 @@ class Learner:
         self.env_steps_trained += steps
         for r in rollouts:
             rewards = r.arrays["reward"]
-            self.outcomes.append(int(self.spec.succeeded(float(rewards[-1]), len(rewards))))
+            self.outcomes.append(int(self.task.succeeded(float(rewards[-1]), len(rewards),
+                                                         float(np.sum(rewards)))))
             self.metrics.policy_lag_versions.observe(version - r.policy_version)
         self.metrics.updates_total.labels(kind="ppo").inc()
         self.metrics.samples_total.labels(kind="ppo").inc(steps)
@@ -296,12 +279,11 @@ class Learner:
                "mean_return": float(np.mean(returns)),
                "mean_steps": float(np.mean([len(r.arrays["reward"]) for r in rollouts])),
                "lag": version - min(r.policy_version for r in rollouts)}
-        if self.spec.frames:  # Two-Colors: whether the policy picks the right items
-            rewards = np.concatenate([r.arrays["reward"] for r in rollouts])
-            out["good_pickups"] = int(np.sum(rewards > PICKUP_ABOVE))
-            out["bad_pickups"] = int(np.sum(rewards < -PICKUP_ABOVE))
-        if isinstance(self.policy, FrameHeads) and self.policy.outcome_weight is not None:
-            out["outcome_gain"] = float(self.policy.outcome_weight.detach())
+        out.update(self.task.rollout_stats(np.concatenate([r.arrays["reward"]
+                                                           for r in rollouts])))
+        gain = getattr(self.policy, "outcome_weight", None)
+        if gain is not None:
+            out["outcome_gain"] = float(gain.detach())
         return out
 
     def run_phase_two(self) -> None:

@@ -12,9 +12,9 @@ import redis
 
 from common import keys
 from common.errors import WireError
-from common.tasks import TaskSpec
 from common.wire import EpisodeDone, Fragment, Mark, decode
 from memup.episode import Episode
+from tasks.base import Task
 
 STEP_FIELDS = ("obs", "action", "reward", "log_prob", "value")
 
@@ -81,7 +81,7 @@ def assemble(frames: list[bytes], episode: str, max_frame_bytes: int, length: in
     return steps
 
 
-def to_episode(steps: dict[str, np.ndarray], spec: TaskSpec) -> Episode:
+def to_episode(steps: dict[str, np.ndarray], task: Task) -> Episode:
     """The memory's view of the steps (inputs, queries, labels).
 
     Raises:
@@ -89,13 +89,14 @@ def to_episode(steps: dict[str, np.ndarray], spec: TaskSpec) -> Episode:
             frames decoded fine but do not describe an episode of this task).
     """
     obs, actions, rewards = steps["obs"], steps["action"], steps["reward"]
-    wrong = spec.check_obs(obs)
+    spec = task.spec
+    wrong = task.check_obs(obs)
     if wrong or rewards.shape != actions.shape or actions.ndim != 1 or len(obs) != len(actions):
         raise EpisodeUnavailable("incomplete", f"steps of the wrong shape: {wrong or obs.shape}"
                                  f", actions {actions.shape}, rewards {rewards.shape}")
     if actions.size and (actions.min() < 0 or actions.max() >= spec.n_actions):
         raise EpisodeUnavailable("incomplete", f"actions outside 0..{spec.n_actions - 1}")
-    inputs, queries, labels = spec.encode(obs, actions, rewards)
+    inputs, queries, labels = task.encode(obs, actions, rewards)
     return Episode(inputs=inputs, queries=queries, labels=labels)
 
 
@@ -119,7 +120,7 @@ class _NotDone(WireError):
     reason = "malformed"
 
 
-def load_marked(r: redis.Redis, run: str, episode: str, spec: TaskSpec,
+def load_marked(r: redis.Redis, run: str, episode: str, task: Task,
                 max_frame_bytes: int) -> Episode:
     """A replay-window episode with its mark's targets in ``extras["targets"]``.
 
@@ -138,6 +139,6 @@ def load_marked(r: redis.Redis, run: str, episode: str, spec: TaskSpec,
         raise EpisodeUnavailable("incomplete", f"episode {episode}: the mark key holds a "
                                  f"{mark.KIND}")
     steps = assemble(frames, episode, max_frame_bytes, len(mark.surprise))
-    ep = to_episode(steps, spec)
+    ep = to_episode(steps, task)
     ep.extras["targets"] = np.asarray(mark.targets, dtype=np.int64)
     return ep

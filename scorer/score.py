@@ -24,15 +24,15 @@ from common.errors import WireError
 from common.ledger import Ledger
 from common.lifecycle import Backoff, RateLimitedLog
 from common.metrics import ScorerMetrics
-from common.models import DETECTOR, load_flat, memory_nets
+from common.models import DETECTOR, detector_parts, load_flat
 from common.redis_io import ack, ensure_group, read_group, reclaim_idle, stream_stats
-from common.tasks import task_spec
 from common.watcher import WeightsWatcher
 from common.wire import EpisodeDone, Mark, encode
 from memup.detector import SurpriseDetector, TargetRule
 from memup.episode import Episode
 from scorer.dead_letter import dead_letter
 from scorer.episodes import EpisodeUnavailable, load_done, load_steps, to_episode
+from tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,12 @@ class ScoringLoop:
             config, consumer, r, metrics, stop)
         self.run_id = config.run.name
         self.stream = keys.episodes_stream(self.run_id)
-        nets = memory_nets(config)
+        self.task = task_for(config)
+        nets = self.task.networks(config)
         sc = config.scorer
         self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind,
                                          decay=config.memup.ema_decay, chunk=sc.chunk,
                                          group=sc.group, device=device)
-        self.spec = task_spec(config)
         self.rng = np.random.default_rng(config.run.seed)
         self.version = 0
         self.watcher = WeightsWatcher(r, self.run_id, DETECTOR, 0.5)
@@ -91,7 +91,7 @@ class ScoringLoop:
         """One read-score-ack round; returns the number of entries handled."""
         found = self.watcher.take()
         if found is not None:
-            load_flat({"memory": self.detector.memory, "predictor": self.detector.predictor},
+            load_flat(detector_parts(self.detector.memory, self.detector.predictor),
                       found[1])
             self.version = found[0]
             self.metrics.detector_version.set(self.version)
@@ -149,7 +149,7 @@ class ScoringLoop:
                     ack(self.r, self.stream, keys.SCORERS_GROUP, [entry_id])
                     continue
                 steps = load_steps(self.r, self.run_id, done, limit)
-                todo.append((entry_id, done, to_episode(steps, self.spec)))
+                todo.append((entry_id, done, to_episode(steps, self.task)))
                 seen.add(done.episode)
             except (WireError, EpisodeUnavailable) as exc:
                 self._reject(entry_id, fields, exc)
@@ -175,7 +175,7 @@ class ScoringLoop:
                 mark = Mark(episode=done.episode, surprise=surprise[i].astype(np.float32),
                             targets=targets, scorer_version=self.version)
                 pipe.set(keys.mark_key(run, done.episode), encode(mark))
-                outcomes = self.spec.outcomes(ep.labels, surprise[i])
+                outcomes = self.task.hits(ep.labels, surprise[i])
                 if outcomes:
                     pipe.lpush(keys.outcomes_key(run),
                                *[f"{self.version}:{right}" for right in outcomes])

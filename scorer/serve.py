@@ -30,7 +30,6 @@ from common.ledger import Ledger
 from common.lifecycle import Backoff, HeartbeatThread, RateLimitedLog
 from common.metrics import ScorerMetrics
 from common.redis_io import ack, read_group
-from common.tasks import task_spec
 from common.wire import Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
 from common.wire_codec import WireCodec
 from common.zmq_io import close, router
@@ -39,6 +38,7 @@ from memup.episode import Episode
 from scorer.dead_letter import dead_letter
 from scorer.episodes import EpisodeUnavailable, load_done, load_marked, load_steps
 from scorer.handouts import Handouts
+from tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class SegmentServer:
         self.run_id = config.run.name
         self.limit = config.redis.max_frame_bytes
         self.codec = WireCodec.from_config(config.wire)  # segments and rollouts
-        self.spec = task_spec(config)
+        self.task = task_for(config)
         self.ctx = zmq.Context.instance()
         sc = config.scorer
         self.sock, self.port = router(self.ctx, sc.bind_host, sc.port, self.limit,
@@ -151,7 +151,7 @@ class SegmentServer:
     def _episode(self, episode: str) -> Episode:
         ep = self.cache.get(episode)
         if ep is None:
-            ep = load_marked(self.r, self.run_id, episode, self.spec,
+            ep = load_marked(self.r, self.run_id, episode, self.task,
                              self.limit)
             self.cache[episode] = ep
             if len(self.cache) > self.config.scorer.cache_episodes:

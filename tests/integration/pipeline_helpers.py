@@ -25,13 +25,13 @@ import numpy as np
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from actor.envs.tmaze import TMazeEnv
 from actor.publish import FragmentPublisher
 from common import keys
 from common.config import ClusterConfig, load_config
 from common.embedded_redis import free_port
 from common.metrics import ActorMetrics
 from common.wire import EpisodeDone, Fragment
+from tasks.tmaze.env import TMazeEnv
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

@@ -9,8 +9,12 @@ from pathlib import Path
 
 from common.checkpoint import save_checkpoint
 from common.config import load_config
-from common.models import memory_nets
 from memup.detector import SurpriseDetector
+from tasks.registry import task_for
+
+
+def memory_nets(config):  # type: ignore[no-untyped-def]
+    return task_for(config).networks(config)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from actor.envs.two_colors import FRAME_SHAPE, N_ACTIONS, TwoColorsEnv
-from actor.envs.two_colors.decorate import COUNTER_WRAP_AT
+from tasks.two_colors.decorate import COUNTER_WRAP_AT
+from tasks.two_colors.env import FRAME_SHAPE, N_ACTIONS, TwoColorsEnv
 
 LEFT, RIGHT, FORWARD = 0, 1, 2
 LIVING = 0.02  # 0.01 per tic, frame skip 2
@@ -303,8 +303,8 @@ def test_counters_wrap_so_long_episodes_count_every_pickup() -> None:
 
 
 def test_cli_scenario_and_bench_env(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    from actor.envs.two_colors.scenario import scenario_bytes
     from cli.main import main
+    from tasks.two_colors.scenario import scenario_bytes
 
     out = tmp_path / "hard.wad"
     assert main(["scenario", "two-colors", "--out", str(out), "--variant", "hard",

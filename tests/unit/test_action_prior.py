@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from common.config import ConfigError, load_config
-from common.models import policy_model
-from common.tasks import task_spec
+from tasks.registry import task_for
+
+
+def policy_model(config):  # type: ignore[no-untyped-def]
+    return task_for(config).policy(config)
 
 DATA_WEIGHTS = "1,1,4,0.25,2,0.25,2,0.25"
 SMALL = ["task.env=two-colors", "memup.hidden=16", "ppo.hidden=32"]
@@ -16,11 +19,11 @@ SMALL = ["task.env=two-colors", "memup.hidden=16", "ppo.hidden=32"]
 
 def _initial_probabilities(overrides: list[str]) -> torch.Tensor:
     config = load_config(overrides=[*SMALL, *overrides])
-    spec = task_spec(config)
+    spec = task_for(config)
     policy = policy_model(config)
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, size=(2, 5, *spec.obs_shape), dtype=np.uint8)
-    records = torch.from_numpy(spec.step_inputs(frames.reshape(10, *spec.obs_shape),
+    frames = rng.integers(0, 256, size=(2, 5, *spec.spec.obs_shape), dtype=np.uint8)
+    records = torch.from_numpy(spec.step_inputs(frames.reshape(10, *spec.spec.obs_shape),
                                                 np.full(10, 2), np.zeros(10, np.float32)))
     with torch.no_grad():
         if config.ppo.mode == "lstm":
@@ -29,7 +32,7 @@ def _initial_probabilities(overrides: list[str]) -> torch.Tensor:
             logits, _ = policy(torch.randn(10, 16), records)
         else:
             logits, _ = policy(torch.randn(10, 16))
-    return torch.softmax(logits, dim=-1).reshape(-1, spec.n_actions)
+    return torch.softmax(logits, dim=-1).reshape(-1, spec.spec.n_actions)
 
 
 @pytest.mark.parametrize("mode", [["ppo.mode=frozen"], ["ppo.mode=lstm"],

@@ -47,6 +47,6 @@ def test_table_output_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_without_the_env_it_asks_for_frames(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "actor.envs.two_colors", None)  # import fails
+    monkeypatch.setitem(sys.modules, "tasks.two_colors.env", None)  # import fails
     with pytest.raises(SystemExit, match=r"--frames FILE\.npy"):
         main(["bench", "wire", "--json"])

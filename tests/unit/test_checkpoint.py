@@ -10,7 +10,6 @@ import torch
 
 import common.checkpoint as checkpoint_module
 from actor.envs.sequence_tasks import copy_episodes
-from actor.envs.tmaze import random_tmaze_episodes
 from common.checkpoint import (
     CheckpointError,
     discard_partial_writes,
@@ -19,7 +18,7 @@ from common.checkpoint import (
 )
 from memup.detector import TargetRule
 from memup.episode import Episode
-from memup.networks import copy_nets, tmaze_nets
+from memup.networks import copy_nets
 from memup.training import (
     AlternatingSchedule,
     AlternatingTraining,
@@ -27,6 +26,8 @@ from memup.training import (
     WalkConfig,
 )
 from memup.update import UpdateConfig
+from tasks.tmaze.env import random_tmaze_episodes
+from tasks.tmaze.networks import tmaze_nets
 
 torch.set_num_threads(1)
 

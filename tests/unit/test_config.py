@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.config import ConfigError, load_config
+from tasks.registry import task_class, task_for
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -57,7 +58,7 @@ def test_unrelated_environment_variables_are_ignored() -> None:
 ])
 def test_bad_values_are_refused_with_the_reason(overrides: list[str], needle: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=needle):
-        load_config(overrides=overrides, environ={})
+        task_for(load_config(overrides=overrides, environ={}))  # the task checks its fields
 
 
 def test_wire_codec_is_set_like_any_field(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_shipped_cluster_configs_load() -> None:
     assert "up_tmaze_lnr_1000.toml" in names
     for name in names:
         config = load_config(root / name, environ={})
-        assert config.task.env in ("tmaze", "two-colors")
+        task_class(config.task.env)  # names a task (a gym one is made only where installed)
 
 
 def test_a_config_file_can_list_only_what_differs_from_its_base(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from actor.envs.sequence_tasks import copy_episodes
-from actor.envs.tmaze import random_tmaze_episodes
 from memup.detector import (
     SurpriseDetector,
     TargetRule,
@@ -17,8 +16,10 @@ from memup.detector import (
     frozen_copy,
     mark_episodes,
 )
-from memup.networks import copy_nets, tmaze_nets
+from memup.networks import copy_nets
 from memup.targets import top_k_future
+from tasks.tmaze.env import random_tmaze_episodes
+from tasks.tmaze.networks import tmaze_nets
 
 torch.set_num_threads(1)
 

@@ -7,9 +7,16 @@ import pytest
 import torch
 
 from common.config import load_config
-from common.models import memory_nets, policy_model
-from common.tasks import task_spec
-from memup.frames import NO_ACTION, FrameEncoder, encode_frame_steps, frame_step_inputs
+from tasks.frames import NO_ACTION, FrameEncoder, encode_frame_steps, frame_step_inputs
+from tasks.registry import task_for
+
+
+def memory_nets(config):  # type: ignore[no-untyped-def]
+    return task_for(config).networks(config)
+
+
+def policy_model(config):  # type: ignore[no-untyped-def]
+    return task_for(config).policy(config)
 
 SHAPE = (3, 64, 112)
 
@@ -72,7 +79,7 @@ def test_bad_frames_are_refused() -> None:
 def test_two_colors_task_builds_networks_that_read_its_records() -> None:
     config = load_config(overrides=["task.env=two-colors", "task.length=1050",
                                     "memup.hidden=32", "ppo.mode=lstm"])
-    spec = task_spec(config)
+    spec = task_for(config)
     frames, actions, rewards = _episode(6)
     inputs, queries, labels = spec.encode(frames, actions, rewards)
     nets = memory_nets(config)
@@ -82,26 +89,27 @@ def test_two_colors_task_builds_networks_that_read_its_records() -> None:
     assert labels[-1] == rewards[-1] and np.isclose(labels[0], rewards[:5].sum())  # 5-step sums
     logits, values = policy_model(config).forward_sequence(torch.from_numpy(inputs)[None])
     assert logits.shape == (1, 6, 8) and values.shape == (1, 6)
-    assert spec.succeeded(0.02, 1050) and not spec.succeeded(1.0, 200)
+    assert spec.succeeded(0.02, 1050, 0.0) and not spec.succeeded(1.0, 200, 1.0)
     assert spec.check_obs(frames) is None and "dtype" in spec.check_obs(frames.astype(np.int16))
 
 
 def test_two_colors_outcomes_are_the_pickups_on_the_right_side_of_zero() -> None:
-    spec = task_spec(load_config(overrides=["task.env=two-colors"]))
+    spec = task_for(load_config(overrides=["task.env=two-colors"]))
     labels = np.array([0.02, 1.02, -0.98, 0.02, 1.02], dtype=np.float32)
     predictions = np.array([0.0, 0.4, 0.3, 5.0, -0.1], dtype=np.float32)
     surprise = (predictions - labels) ** 2
-    assert spec.outcomes(labels, surprise) == [1, 0, 0]
+    assert spec.hits(labels, surprise) == [1, 0, 0]
 
 
 def test_frame_heads_read_memory_and_frame_in_actor_and_learner_alike() -> None:
     from learner.rollouts import rollout_batch
-    from memup.policy import FrameHeads, FramePolicyInputs
-    from memup.ppo import PPOConfig, PPOTrainer
+    from rl.policy import FramePolicyInputs
+    from rl.ppo import PPOConfig, PPOTrainer
+    from tasks.frame_heads import FrameHeads
 
     config = load_config(overrides=["task.env=two-colors", "memup.hidden=16",
                                     "ppo.frame_features=true", "ppo.hidden=32"])
-    spec = task_spec(config)
+    spec = task_for(config)
     heads = policy_model(config)
     assert isinstance(heads, FrameHeads)
     memory = memory_nets(config).memory.eval()
@@ -130,33 +138,33 @@ def test_frame_heads_read_memory_and_frame_in_actor_and_learner_alike() -> None:
 
 
 def test_two_colors_outcomes_sum_the_next_rewards_within_each_episode() -> None:
-    from memup.frames import forward_sums
+    from tasks.frames import forward_sums
 
     rewards = np.array([0.0, 0.0, 1.0, 0.0, -1.0, 0.0, 0.0], dtype=np.float32)
     sums = forward_sums(rewards, np.array([0, 4]), 3)
     assert list(sums) == [1.0, 1.0, 1.0, 0.0, -1.0, 0.0, 0.0]  # nothing leaks across 3|4
-    spec = task_spec(load_config(overrides=["task.env=two-colors", "task.outcome_steps=3"]))
+    spec = task_for(load_config(overrides=["task.env=two-colors", "task.outcome_steps=3"]))
     frames, actions, _ = _episode(7)
     _, _, labels = spec.encode(frames, actions, rewards, np.array([0, 4]))
     assert np.array_equal(labels, sums)
     skipped = forward_sums(rewards, np.array([0, 4]), 2, skip=1)
     assert list(skipped) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # k+1, k+2; 4's own -1 out
-    spec = task_spec(load_config(overrides=["task.env=two-colors", "task.outcome_steps=2",
+    spec = task_for(load_config(overrides=["task.env=two-colors", "task.outcome_steps=2",
                                             "task.outcome_skip=1"]))
     _, _, labels = spec.encode(frames, actions, rewards, np.array([0, 4]))
     assert np.array_equal(labels, skipped)
 
 
 def test_data_envs_spread_the_damaging_floor_over_slots() -> None:
-    from actor.envs.factory import data_env_differs, data_slot_damaged
+    from tasks.two_colors.task import data_slot_damaged
 
     assert [data_slot_damaged(0.5, s) for s in range(4)] == [False, True, False, True]
     assert all(data_slot_damaged(1.0, s) for s in range(5))
     assert not any(data_slot_damaged(0.0, s) for s in range(5))
     assert sum(data_slot_damaged(0.25, s) for s in range(8)) == 2
     mixed = load_config(overrides=["task.env=two-colors", "task.data_floor_damage_share=0.5"])
-    assert data_env_differs(mixed)
-    assert not data_env_differs(load_config(overrides=["task.env=two-colors"]))
+    assert task_for(mixed).swaps_data_envs
+    assert not task_for(load_config(overrides=["task.env=two-colors"])).swaps_data_envs
 
 
 def test_random_actions_are_held_for_a_while_and_restart_with_episodes() -> None:
@@ -196,7 +204,7 @@ def test_weighted_random_actions_follow_their_weights() -> None:
 
 
 def test_two_colors_spec_matches_the_env_contract() -> None:
-    from actor.envs.two_colors import FRAME_SHAPE, N_ACTIONS
+    from tasks.two_colors.env import FRAME_SHAPE, N_ACTIONS
 
-    spec = task_spec(load_config(overrides=["task.env=two-colors"]))
-    assert spec.obs_shape == tuple(FRAME_SHAPE) and spec.n_actions == N_ACTIONS
+    spec = task_for(load_config(overrides=["task.env=two-colors"]))
+    assert spec.spec.obs_shape == tuple(FRAME_SHAPE) and spec.spec.n_actions == N_ACTIONS

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from actor.envs.tmaze import (
+from cli.main import main
+from common.checkpoint import load_checkpoint
+from memup.detector import SurpriseDetector, TargetRule, mark_episodes, mark_streamed
+from memup.encoding import encode_steps
+from memup.episode import Episode
+from memup.lazy import SuffixPeaks, TopOneTargets
+from memup.sampler import LaneSampler
+from memup.stream import states_at
+from memup.targets import top_k_future
+from tasks.tmaze.env import (
     FAILURE_REWARD,
     LAZY_BLOCK,
     LENGTH_DEVIATION,
@@ -19,16 +28,7 @@ from actor.envs.tmaze import (
     lazy_tmaze_episode,
     lazy_tmaze_episodes,
 )
-from cli.main import main
-from common.checkpoint import load_checkpoint
-from memup.detector import SurpriseDetector, TargetRule, mark_episodes, mark_streamed
-from memup.encoding import encode_steps
-from memup.episode import Episode
-from memup.lazy import SuffixPeaks, TopOneTargets
-from memup.networks import tmaze_nets
-from memup.sampler import LaneSampler
-from memup.stream import states_at
-from memup.targets import top_k_future
+from tasks.tmaze.networks import tmaze_nets
 
 
 def materialise(ep: Episode) -> Episode:

@@ -8,11 +8,19 @@ import pytest
 import torch
 
 from common.config import ConfigError, load_config
-from common.models import memory_nets, policy_model
-from common.tasks import task_spec
-from memup.frames import TAIL_BYTES, FrameEncoder
-from memup.policy import OUTCOME_GAIN_SCALE, FrameHeads, FramePolicyInputs
-from memup.ppo import PPOConfig, PPOTrainer
+from rl.policy import FramePolicyInputs
+from rl.ppo import PPOConfig, PPOTrainer
+from tasks.frame_heads import OUTCOME_GAIN_SCALE, FrameHeads
+from tasks.frames import TAIL_BYTES, FrameEncoder
+from tasks.registry import task_for
+
+
+def memory_nets(config):  # type: ignore[no-untyped-def]
+    return task_for(config).networks(config)
+
+
+def policy_model(config):  # type: ignore[no-untyped-def]
+    return task_for(config).policy(config)
 
 TWO_COLORS = ["task.env=two-colors", "memup.hidden=16", "ppo.frame_features=true",
               "ppo.hidden=32"]
@@ -20,9 +28,9 @@ TWO_COLORS = ["task.env=two-colors", "memup.hidden=16", "ppo.frame_features=true
 
 def _records(n: int, seed: int) -> torch.Tensor:
     config = load_config(overrides=["task.env=two-colors"])
-    spec = task_spec(config)
+    spec = task_for(config)
     rng = np.random.default_rng(seed)
-    frames = rng.integers(0, 256, size=(n, *spec.obs_shape), dtype=np.uint8)
+    frames = rng.integers(0, 256, size=(n, *spec.spec.obs_shape), dtype=np.uint8)
     return torch.from_numpy(spec.step_inputs(frames, np.full(n, 2), np.zeros(n, np.float32)))
 
 
@@ -74,7 +82,7 @@ def test_a_cnn_of_another_size_is_refused() -> None:
 def test_policy_encoder_settings_that_cannot_apply_are_config_errors(
         overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_config(overrides=overrides)
+        task_for(load_config(overrides=overrides))
 
 
 OUTCOMES = [*TWO_COLORS, "ppo.outcome_features=true"]
@@ -152,4 +160,4 @@ def test_outcomes_computed_once_per_batch_give_the_same_logits_and_are_not_recom
 def test_outcome_features_without_a_frozen_image_memory_are_config_errors(
         overrides: list[str]) -> None:
     with pytest.raises(ConfigError, match="outcome_features reads phase I"):
-        load_config(overrides=overrides)
+        task_for(load_config(overrides=overrides))

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from memup.policy import LstmPolicy, PolicyHeads, soft_update
-from memup.ppo import (
+from rl.policy import LstmPolicy, PolicyHeads, soft_update
+from rl.ppo import (
     PPOConfig,
     PPOTrainer,
     RolloutBatch,

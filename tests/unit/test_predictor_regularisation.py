@@ -8,14 +8,18 @@ import torch
 from torch import nn
 
 from common.config import load_config
-from common.models import memory_nets
 from memup.detector import TargetRule, mark_episodes
-from memup.frames import FrameEncoder, encode_frame_steps, random_shift
 from memup.losses import outcome_sign_hits
-from memup.networks import two_colors_nets
 from memup.sampler import LaneSampler
 from memup.update import UpdateConfig, Updater
+from tasks.frames import FrameEncoder, encode_frame_steps, random_shift
+from tasks.registry import task_for
+from tasks.two_colors.networks import two_colors_nets
 from tests.unit.test_reconstruction import SHAPE, block_frames, frame_episodes
+
+
+def memory_nets(config):  # type: ignore[no-untyped-def]
+    return task_for(config).networks(config)
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,14 @@ import torch
 
 from memup.episode import Episode
 from memup.memory import Memory, VectorEncoder
-from memup.probe import colour_probe, fit_logistic, halves, memory_states, splice, window_signs
+from tasks.two_colors.probe import (
+    colour_probe,
+    fit_logistic,
+    halves,
+    memory_states,
+    splice,
+    window_signs,
+)
 
 
 def test_fit_logistic_separates_a_linear_bit_and_not_noise() -> None:
@@ -99,12 +106,14 @@ def test_window_signs_asks_the_state_about_the_next_pickups_only(monkeypatch) ->
         labels[3] = 1.0  # before the asked state: not counted
         episodes.append(Episode(np.zeros((30, 1), np.float32), queries, labels))
     # Unit-level isolation: the memory's state at the asked step is the episode's bit.
-    monkeypatch.setattr("memup.probe.memory_states", lambda memory, eps, positions, device:
+    monkeypatch.setattr("tasks.two_colors.probe.memory_states",
+                        lambda memory, eps, positions, device:
                         [torch.tensor([[bits[i]]]) for i in range(len(eps))])
     memory = Memory(VectorEncoder(1, 0, hidden=4), 4)
     found = window_signs(memory, _Xor(), episodes, step=4, horizon=10)
     assert found == {"step": 4, "pickups": 8, "sign_accuracy": 1.0}  # steps 5 and 12 only
-    monkeypatch.setattr("memup.probe.memory_states", lambda memory, eps, positions, device:
+    monkeypatch.setattr("tasks.two_colors.probe.memory_states",
+                        lambda memory, eps, positions, device:
                         [torch.ones(1, 1) for _ in eps])  # a state without the bit
     blind = window_signs(memory, _Xor(), episodes, step=4, horizon=10)
     assert blind["sign_accuracy"] < 0.9

@@ -7,13 +7,18 @@ import pytest
 import torch
 
 from common.config import ConfigError, load_config
-from common.models import memory_nets
 from memup.detector import TargetRule, mark_episodes
 from memup.episode import Episode
-from memup.frames import FrameEncoder, encode_frame_steps
-from memup.networks import tmaze_nets, two_colors_nets
 from memup.sampler import LaneSampler
 from memup.update import UpdateConfig, Updater
+from tasks.frames import FrameEncoder, encode_frame_steps
+from tasks.registry import task_for
+from tasks.tmaze.networks import tmaze_nets
+from tasks.two_colors.networks import two_colors_nets
+
+
+def memory_nets(config):  # type: ignore[no-untyped-def]
+    return task_for(config).networks(config)
 
 torch.set_num_threads(1)
 SHAPE = (3, 64, 112)
@@ -98,7 +103,7 @@ def test_config_builds_decoders_only_for_image_tasks() -> None:
     plain = memory_nets(load_config(overrides=["task.env=two-colors", "memup.hidden=16"]))
     assert plain.memory.encoder.decoder is None
     with pytest.raises(ConfigError, match="only image tasks"):
-        load_config(overrides=["memup.reconstruction=1.0"])
+        task_for(load_config(overrides=["memup.reconstruction=1.0"]))
     with pytest.raises(ConfigError, match="weight >= 0"):
         load_config(overrides=["task.env=two-colors", "memup.reconstruction=-1"])
     with pytest.raises(ConfigError, match="frames >= 1"):

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from actor.envs.tmaze import random_tmaze_episodes
 from memup.detector import SurpriseDetector, TargetRule, mark_episodes
 from memup.episode import Episode
 from memup.memory import mask_state
-from memup.networks import tmaze_nets
 from memup.sampler import LaneSampler
 from memup.targets import prediction_steps
 from memup.update import UpdateConfig, Updater
+from tasks.tmaze.env import random_tmaze_episodes
+from tasks.tmaze.networks import tmaze_nets
 
 torch.set_num_threads(1)
 

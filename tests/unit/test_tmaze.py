@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from actor.envs.tmaze import PrevActionReward, TMazeEnv, random_tmaze_episodes, tmaze_episode
 from memup.episode import Episode
+from tasks.tmaze.env import PrevActionReward, TMazeEnv, random_tmaze_episodes, tmaze_episode
 
 
 def _rollout(env: TMazeEnv, seed: int | None = None, options: dict | None = None, actions=None):

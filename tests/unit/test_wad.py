@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actor.envs.two_colors.decorate import decorate
-from actor.envs.two_colors.layout import VARIANTS, make_layout
-from actor.envs.two_colors.scenario import scenario_bytes, scenario_lumps, scenario_path
-from actor.envs.two_colors.screen import AreaResize, area_weights
-from actor.envs.two_colors.udmf import textmap
-from actor.envs.two_colors.wad import pwad_bytes, read_pwad
+from tasks.two_colors.decorate import decorate
+from tasks.two_colors.layout import VARIANTS, make_layout
+from tasks.two_colors.scenario import scenario_bytes, scenario_lumps, scenario_path
+from tasks.two_colors.screen import AreaResize, area_weights
+from tasks.two_colors.udmf import textmap
+from tasks.two_colors.wad import pwad_bytes, read_pwad
 
 LAYOUTS = [make_layout(v) for v in VARIANTS] + [make_layout("standard", floor_damage=False),
                                                 make_layout("delay", delay_tics=130)]
@@ -107,7 +107,7 @@ def test_scenario_path_caches_by_text_hash(tmp_path: Path, monkeypatch) -> None:
     assert first.read_bytes() == scenario_bytes("hard")
     assert scenario_path("standard") != first
     # A changed generator (here: different lumps) must land in another file.
-    monkeypatch.setattr("actor.envs.two_colors.scenario.scenario_lumps",
+    monkeypatch.setattr("tasks.two_colors.scenario.scenario_lumps",
                         lambda layout: [*scenario_lumps(layout), ("EXTRA", b"1")])
     assert scenario_path("hard") != first
     assert not list(tmp_path.glob(".*"))  # no temp files left behind

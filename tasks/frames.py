@@ -1,9 +1,9 @@
 """Image steps as one uint8 record each, and the CNN encoders that read them.
 
-A Two-Colors step is an RGB frame plus the previous action and reward (what the memory
-reads) and the action taken (what the predictor is asked about). Everything downstream of
-an actor — wire, Redis, the scorer's window, lane slices, batches — handles a step as one
-row of an array, so a step travels as one record::
+An image task's step (e.g. Two-Colors') is an RGB frame plus the previous action and
+reward (what the memory reads) and the action taken (what the predictor is asked about).
+Everything downstream of an actor — wire, Redis, the scorer's window, lane slices,
+batches — handles a step as one row of an array, so a step travels as one record::
 
     [ frame: C*H*W bytes (CHW) | prev_action: 1 byte | action: 1 byte | prev_reward: 4 bytes ]
 
@@ -19,6 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+
+from memup.memory import Memory
+from memup.networks import TaskNets
+from memup.predictor import QuestionPredictor
 
 NO_ACTION = 255
 TAIL_BYTES = 6  # prev_action, action, prev_reward (float32)
@@ -245,3 +249,34 @@ class FrameEncoder(nn.Module):
             # Copied into a fresh 1-D buffer: a float32 view needs an aligned offset and stride.
             parts.append(flat[:, -4:].reshape(-1).clone().view(torch.float32)[:, None])
         return torch.cat(parts, dim=-1).reshape(*lead, self.out_dim)
+
+
+def frame_nets(hidden: int, frame_shape: tuple[int, int, int], n_actions: int,
+               cnn: str = "small", chrono_horizon: int | None = None, interaction: bool = True,
+               reconstruct: bool = False, query_shift: int = 0,
+               predictor_dropout: float = 0.0) -> TaskNets:
+    """Image tasks: CNN(frame) ⊕ prev_action ⊕ prev_reward → LSTM; predictor on the target
+    frame's own CNN embedding and action → reward (memup-spec E.9, sizes per ``cnn``).
+
+    The predictor has a CNN of its own (not the memory's, detached): what the outcome
+    depends on must be read off the target frame whatever the memory's encoder learns to
+    keep. ``reconstruct`` gives both CNNs a thumbnail decoder
+    (:meth:`memup.networks.TaskNets.reconstruction_loss`); ``query_shift`` and
+    ``predictor_dropout`` regularise the predictor in train mode (its target frames moved by
+    up to that many pixels; its head's inputs dropped at that rate).
+    """
+    memory = Memory(FrameEncoder(frame_shape, n_actions, "input", cnn, reconstruct), hidden,
+                    chrono_horizon=chrono_horizon)
+    predictor = frame_predictor(hidden, frame_shape, n_actions, cnn, interaction, reconstruct,
+                                query_shift, predictor_dropout)
+    return TaskNets(memory, predictor, "regression")
+
+
+def frame_predictor(hidden: int, frame_shape: tuple[int, int, int], n_actions: int,
+                    cnn: str, interaction: bool, reconstruct: bool, query_shift: int = 0,
+                    dropout: float = 0.0) -> QuestionPredictor:
+    """The predictor of :func:`frame_nets` alone: m_t of width ``hidden`` and the target
+    frame's own CNN embedding and action → reward."""
+    return QuestionPredictor(
+        hidden, FrameEncoder(frame_shape, n_actions, "query", cnn, reconstruct, query_shift),
+        hidden=256, interaction=interaction, dropout=dropout)

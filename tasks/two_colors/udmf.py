@@ -8,7 +8,7 @@ between them by teleporting, not by doors.
 
 from __future__ import annotations
 
-from actor.envs.two_colors.layout import (
+from tasks.two_colors.layout import (
     BLOCK,
     CEILING,
     CHOICE_ROOM,

@@ -33,10 +33,10 @@ import numpy as np
 import vizdoom as vzd
 from gymnasium import spaces
 
-from actor.envs.two_colors.decorate import COLOUR_MARK, COUNTER_WRAP, COUNTERS
-from actor.envs.two_colors.layout import MEDIKIT_REWARD, make_layout
-from actor.envs.two_colors.scenario import MAP_NAME, scenario_path
-from actor.envs.two_colors.screen import AreaResize
+from tasks.two_colors.decorate import COLOUR_MARK, COUNTER_WRAP, COUNTERS
+from tasks.two_colors.layout import MEDIKIT_REWARD, make_layout
+from tasks.two_colors.scenario import MAP_NAME, scenario_path
+from tasks.two_colors.screen import AreaResize
 
 FRAME_SHAPE = (3, 64, 112)
 SCREEN_HW = (180, 320)

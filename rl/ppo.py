@@ -89,7 +89,7 @@ class RolloutBatch:
     """``N`` episodes padded to ``T`` steps, as the behaviour policy played them."""
 
     #: [N, T, ...] whatever the model reads: a tensor, or a bundle indexable like one
-    #: (e.g. memup.policy.FramePolicyInputs)
+    #: (e.g. rl.policy.FramePolicyInputs)
     inputs: Any
     actions: torch.Tensor  # [N, T] long
     rewards: torch.Tensor  # [N, T]

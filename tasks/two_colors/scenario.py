@@ -12,10 +12,10 @@ import hashlib
 import os
 from pathlib import Path
 
-from actor.envs.two_colors.decorate import decorate
-from actor.envs.two_colors.layout import Layout, make_layout
-from actor.envs.two_colors.udmf import textmap
-from actor.envs.two_colors.wad import pwad_bytes, write_atomic
+from tasks.two_colors.decorate import decorate
+from tasks.two_colors.layout import Layout, make_layout
+from tasks.two_colors.udmf import textmap
+from tasks.two_colors.wad import pwad_bytes, write_atomic
 
 MAP_NAME = "MAP01"
 

@@ -30,7 +30,7 @@ Verified in ViZDoom 1.3.2 on this machine (see tests/integration/test_two_colors
 
 from __future__ import annotations
 
-from actor.envs.two_colors.layout import (
+from tasks.two_colors.layout import (
     BLOCK,
     CHOICE_ITEMS,
     DELAY_PILLAR_TICS,
@@ -43,7 +43,7 @@ from actor.envs.two_colors.layout import (
     RESPAWN_TICS,
     Layout,
 )
-from actor.envs.two_colors.udmf import DIRECTOR_TYPE, ROOM2_TID, ROOM3_TID
+from tasks.two_colors.udmf import DIRECTOR_TYPE, ROOM2_TID, ROOM3_TID
 
 COUNTERS = {"good": ("Shell", 3), "bad": ("RocketAmmo", 5), "colour": ("Cell", 6),
             "medikit": ("Clip", 2)}

@@ -1,6 +1,6 @@
 """Saves the first observation of a red-pillar and a green-pillar episode as PNGs.
 
-    python -m actor.envs.two_colors.pictures --out docs/img [--variant standard] [--seed 0]
+    python -m tasks.two_colors.pictures --out docs/img [--variant standard] [--seed 0]
 
 Engine seeds from ``--seed`` on are tried until each colour has appeared; the 64 x 112
 frames are upscaled with nearest-neighbour so a person can see what the agent sees.
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from actor.envs.two_colors.env import TwoColorsEnv
-from actor.envs.two_colors.layout import VARIANTS
+from tasks.two_colors.env import TwoColorsEnv
+from tasks.two_colors.layout import VARIANTS
 
 MAX_SEEDS = 64
 

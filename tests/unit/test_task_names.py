@@ -1,0 +1,81 @@
+"""No role, common/, memup/ or rl/ module names a task: they ask the task (tasks/).
+
+Comments and docstrings may name a task as an example; code may not: no identifier, import
+or string literal outside docstrings matches :data:`TASK_NAME`. The one exception is the
+config's default run, which has to name some task.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("memup", "rl", "common", "actor", "scorer", "learner")
+TASK_NAME = re.compile(r"two.?colou?rs|t.?maze|vizdoom|popgym|minigrid", re.IGNORECASE)
+DEFAULTS = {("common/config.py", "tmaze-lnr"), ("common/config.py", "tmaze")}
+"""The default run of a config file that names no task: ``run.name`` and ``task.env``."""
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string constants that are docstrings or attribute docstrings."""
+    found = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        for stmt in body:
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+                    and isinstance(stmt.value.value, str):
+                found.add(id(stmt.value))
+    return found
+
+
+def names_in_code(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every identifier, import and non-docstring string naming a task."""
+    tree = ast.parse(source)
+    skip = docstrings(tree)
+    hits = []
+    for node in ast.walk(tree):
+        texts: list[str] = []
+        if isinstance(node, ast.Name):
+            texts = [node.id]
+        elif isinstance(node, ast.Attribute):
+            texts = [node.attr]
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            texts = [node.name]
+        elif isinstance(node, ast.arg):
+            texts = [node.arg]
+        elif isinstance(node, ast.alias):
+            texts = [node.name, node.asname or ""]
+        elif isinstance(node, ast.ImportFrom):
+            texts = [node.module or ""]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in skip:
+            texts = [node.value]
+        hits += [(getattr(node, "lineno", 0), t) for t in texts if TASK_NAME.search(t)]
+    return hits
+
+
+def package_files() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_outside_tasks_names_a_task(path: Path) -> None:
+    where = str(path.relative_to(ROOT))
+    found = [(line, text) for line, text in names_in_code(path.read_text())
+             if (where, text) not in DEFAULTS]
+    assert not found, f"{where} names a task in code: {found} (ask the task instead)"
+
+
+def test_the_checker_sees_code_and_skips_docstrings() -> None:
+    source = ('"""T-Maze here is fine."""\n'
+              "def f(x):\n    'Two-Colors, fine too.'\n"
+              "    # tmaze in a comment is fine\n"
+              "    if x == 'two-colors':\n        return tmaze_nets()\n"
+              "import vizdoom\n")
+    assert sorted(t for _, t in names_in_code(source)) == ["tmaze_nets", "two-colors", "vizdoom"]
