@@ -2,7 +2,7 @@
 
 MemUP: one lane walks one T-Maze episode of length T with r = 20 and targets top-1 + current
 step; the detector scores the episode first (streamed, no gradient). The episode is lazy
-(generated block by block, :mod:`memup.lazy`) and its marks are streamed, as in
+(generated block by block, memup/lazy.py) and its marks are streamed, as in
 ``memup train tmaze-memory --lazy``, so no part of the process grows with T. BPTT: the same LSTM and
 predictor, the same targets at every step, but one update back-propagates through all T steps.
 

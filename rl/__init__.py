@@ -1,0 +1,1 @@
+"""Reinforcement learning on top of the memory: PPO and the policy networks."""
