@@ -160,9 +160,20 @@ def test_janitor_of_another_replica_reclaims_what_a_dead_scorer_held(
     try:
         dead.wait_ready(r)
         survivor.wait_ready(r)
-        published = publish(r, config, episodes)
-
-        held = _kill_while_holding(r, dead, n)
+        # The survivor is frozen until the kill, so the doomed replica reads every batch: on
+        # a fast machine two replicas sharing 120 episodes can finish before one is caught
+        # holding entries. A first batch, marked, makes the kill land mid-run.
+        survivor.signal(signal.SIGSTOP)
+        time.sleep(0.5)  # a read it blocked in just before (200 ms) expires empty, server side
+        first = 8
+        published = publish(r, config, episodes[:first])
+        wait_for(lambda: len(marked(r, run)) == first, 30, f"the first {first} marked",
+                 alive=dead.dead)
+        published += publish(r, config, episodes[first:])
+        try:
+            held = _kill_while_holding(r, dead, n)
+        finally:
+            survivor.signal(signal.SIGCONT)
         held_episodes = _pending_episodes(r, run, dead.consumer)
         assert len(held_episodes) == held and not set(held_episodes) & marked(r, run)
 
