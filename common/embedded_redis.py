@@ -104,7 +104,9 @@ class EmbeddedRedis:
                  appendonly: bool = False, log_name: str = "redis.log") -> None:
         self._password = password
         self._port = port
-        self._data_dir = data_dir
+        # Absolute: redis-server changes into ``dir`` before it opens the log file, so a
+        # relative logfile path would then point below the data directory itself.
+        self._data_dir = os.path.abspath(data_dir) if data_dir is not None else None
         self._owns_dir = False
         self._maxmemory = maxmemory
         self._appendonly = appendonly
