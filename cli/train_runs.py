@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actor.envs.sequence_tasks import RECALL_SYMBOLS, add_episodes, copy_episodes
 from cli.driver import StopRule, drive
 from cli.options import fail, resolve_device
 from common.runlog import RunLog
@@ -23,6 +22,7 @@ from memup.evaluate import evaluate, final_steps, last_steps
 from memup.networks import add_nets, copy_nets
 from memup.training import AlternatingSchedule, AlternatingTraining, MemoryTraining, WalkConfig
 from memup.update import UpdateConfig
+from tasks.sequence import RECALL_SYMBOLS, add_episodes, copy_episodes
 from tasks.tmaze.env import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import common.checkpoint as checkpoint_module
-from actor.envs.sequence_tasks import copy_episodes
 from common.checkpoint import (
     CheckpointError,
     discard_partial_writes,
@@ -26,6 +25,7 @@ from memup.training import (
     WalkConfig,
 )
 from memup.update import UpdateConfig
+from tasks.sequence import copy_episodes
 from tasks.tmaze.env import random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actor.envs.sequence_tasks import copy_episodes
 from memup.detector import (
     SurpriseDetector,
     TargetRule,
@@ -18,6 +17,7 @@ from memup.detector import (
 )
 from memup.networks import copy_nets
 from memup.targets import top_k_future
+from tasks.sequence import copy_episodes
 from tasks.tmaze.env import random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 

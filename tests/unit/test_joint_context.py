@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from actor.envs.sequence_tasks import copy_episodes
 from memup.batch import Batch
 from memup.detector import TargetRule
 from memup.episode import Episode
@@ -13,6 +12,7 @@ from memup.networks import copy_nets
 from memup.sampler import LaneSampler
 from memup.training import MemoryTraining, WalkConfig
 from memup.update import UpdateConfig, _mix_context
+from tasks.sequence import copy_episodes
 
 torch.set_num_threads(1)
 

@@ -1,14 +1,18 @@
-"""Tests for the Copy, Scattered Copy and Add sequence generators."""
+"""Tests for the Copy, Scattered Copy and Add sequence generators and their registry."""
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pytest
 
-from actor.envs.sequence_tasks import (
+from memup.episode import Episode
+from tasks.sequence import (
     COPY_CLASSES,
     COPY_VOCAB,
     RECALL_SYMBOLS,
+    SEQUENCE_TASKS,
     add_episodes,
     copy_episodes,
 )
@@ -115,3 +119,67 @@ def test_add_label_statistics() -> None:
 def test_add_rejects_short_sequences() -> None:
     with pytest.raises(ValueError):
         add_episodes(1, 2, np.random.default_rng(0))
+
+
+def digest(episodes: list[Episode]) -> str:
+    h = hashlib.sha256()
+    for ep in episodes:
+        for a in (ep.inputs, ep.queries, ep.labels):
+            h.update(str(a.dtype).encode())
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+# Computed with actor/envs/sequence_tasks.py before the move to tasks/sequence/: the same seed
+# gives the same sequences, bit for bit (runs and checkpoints depend on it).
+PINNED = [
+    (lambda: copy_episodes(64, 100, np.random.default_rng(0)),
+     "0f5b7af052acad4f92c0308ac205097a59586b842879e870450d2f368c836777"),
+    (lambda: copy_episodes(64, 20, np.random.default_rng(1), scattered=True),
+     "f8583dd0db769a7106f4dbb0987f71103b055a5268a1fe6b6db3c6cacf9b0271"),
+    (lambda: copy_episodes(64, 1000, np.random.default_rng(2), scattered=True),
+     "a436871d9af5c7cbe17054abe45a3f357aec0d462aace504c9753a854e6999ca"),
+    (lambda: add_episodes(64, 1000, np.random.default_rng(3)),
+     "d11ec4fe531e2148b80ee5211c74dfc135d2b435a18d6c28d807c6a467fbd32c"),
+    (lambda: add_episodes(64, 3, np.random.default_rng(4)),
+     "aaae2fba76a5710b0bba65728c7c22b2a60459633652d1275b9bdcabb8a23100"),
+]
+
+
+@pytest.mark.parametrize(("generate", "expected"), PINNED,
+                         ids=["copy", "scattered-argsort", "scattered-rejection", "add", "add-3"])
+def test_same_seed_same_sequences(generate, expected: str) -> None:
+    assert digest(generate()) == expected
+
+
+def test_registry_names_the_three_tasks() -> None:
+    assert set(SEQUENCE_TASKS) == {"copy", "scattered-copy", "add"}
+    for name, task in SEQUENCE_TASKS.items():
+        assert task.title == name
+
+
+@pytest.mark.parametrize("name", ["copy", "scattered-copy", "add"])
+def test_registry_entries_agree(name: str) -> None:
+    task = SEQUENCE_TASKS[name]
+    length = task.min_length + 30
+    eps = task.episodes(4, length, np.random.default_rng(7))
+    assert len(eps) == 4 and all(len(ep.labels) == length for ep in eps)
+    classification = task.kind == "classification"
+    assert all((ep.labels.dtype == np.int64) == classification for ep in eps)
+    assert (task.metric, task.minimise) == (("accuracy", False) if classification
+                                            else ("mse", True))
+    # Only the scored last steps carry the outcome; everything before is a constant label.
+    for ep in eps:
+        assert len(np.unique(ep.labels[:-task.scored_steps])) == 1
+    assert task.networks().kind == task.kind
+
+
+def test_registry_matches_the_generators() -> None:
+    rng_a, rng_b = np.random.default_rng(8), np.random.default_rng(8)
+    a = SEQUENCE_TASKS["scattered-copy"].episodes(3, 120, rng_a)
+    b = copy_episodes(3, 100, rng_b, scattered=True)
+    assert digest(a) == digest(b)
+    a = SEQUENCE_TASKS["add"].episodes(3, 50, rng_a)
+    b = add_episodes(3, 50, rng_b)
+    assert digest(a) == digest(b)
