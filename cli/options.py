@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from common.config_renames import Renamed, train_message
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +49,28 @@ def _int_from(text: str, low: int, what: str) -> int:
     return value
 
 
+class RenamedFlag(argparse.Action):
+    """A flag that was renamed or removed: using it fails with one line naming its
+    replacement (hidden from --help; a config file's key of its name fails the same way)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, renamed: Renamed,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)
+        self.renamed = renamed
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(train_message(self.dest, self.renamed, flag=True))
+
+
+def add_renamed_flags(parser: argparse.ArgumentParser, renames: Mapping[str, Renamed]) -> None:
+    """Registers each old flag of ``renames`` (old key -> replacement) as a :class:`RenamedFlag`."""
+    for old, entry in renames.items():
+        parser.add_argument("--" + old.replace("_", "-"), dest=old, action=RenamedFlag,
+                            renamed=entry)
+
+
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None,
                         help="TOML file of flag values (keys as flag names with underscores); "
@@ -73,10 +98,15 @@ def parse_with_config(parser: argparse.ArgumentParser, leaf: argparse.ArgumentPa
     except (OSError, tomllib.TOMLDecodeError) as exc:
         leaf.error(f"cannot read config {path}: {exc}")
     actions = {a.dest: a for a in leaf._actions}
+    for key in values:
+        if isinstance(actions.get(key), RenamedFlag):
+            leaf.error(f"config {path}: "
+                       f"{train_message(key, actions[key].renamed, flag=False)}")  # type: ignore[union-attr]
     unknown = sorted(set(values) - set(actions))
     if unknown:
-        leaf.error(f"config {path} has unknown keys {unknown}; valid keys: "
-                   f"{sorted(set(actions) - {'help', 'config'})}")
+        valid = sorted(key for key, action in actions.items() if key not in ("help", "config")
+                       and not isinstance(action, RenamedFlag))
+        leaf.error(f"config {path} has unknown keys {unknown}; valid keys: {valid}")
     for key, value in values.items():
         values[key] = _checked(leaf, path, actions[key], value)
     leaf.set_defaults(**values)

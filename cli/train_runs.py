@@ -137,7 +137,7 @@ def run_copy(args: argparse.Namespace) -> int:
         if args.stagger:
             fail("--stagger applies to --schedule joint")
         schedule = AlternatingSchedule(args.warmup, args.memory_updates, args.predictor_updates,
-                                       args.ema_decay, args.memory_loss_scale, args.top_k,
+                                       args.ema_per_cycle, args.memory_loss_scale, args.top_k,
                                        args.frequency, args.lr)
         training = AlternatingTraining(nets, source, source_rng,
                                        WalkConfig(args.lanes, args.rollout, 1), schedule,

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
 from common.config_checks import INIT_ENCODERS, ConfigError, action_weights, check
+from common.config_renames import cluster_message
 from common.redis_io import redact_url
+from memup.config import UpdateConfig, WalkConfig
+from rl.ppo_config import PPOConfig
 
 __all__ = ["INIT_ENCODERS", "ClusterConfig", "ConfigError", "action_weights", "load_config"]
 
@@ -147,19 +150,21 @@ class MemupConfig:
     cnn: str = "small"  #: image tasks: CNN widths, small (CPU) or nature (memup-spec E.9)
     chrono: int = -1  #: chrono init horizon; -1: the task length
     interaction: bool = True
-    reconstruction: float = 0.0  #: image tasks: weight of the CNNs' thumbnail loss (0: off)
-    reconstruction_frames: int = 64  #: frames reconstructed per update, inputs and targets each
+    #: image tasks: weight of the CNNs' thumbnail loss (0: off)
+    reconstruction: float = UpdateConfig.reconstruction
+    #: frames reconstructed per update, inputs and targets each
+    reconstruction_frames: int = UpdateConfig.reconstruction_frames
     query_shift: int = 0  #: image tasks: the predictor's target frames moved by up to N pixels
     predictor_dropout: float = 0.0  #: image tasks: dropout on the predictor head's inputs
-    lanes: int = 64
-    rollout: int = 20
-    frequency: int = 1
+    lanes: int = WalkConfig.lanes
+    rollout: int = WalkConfig.rollout
+    frequency: int = WalkConfig.frequency
     #: a lane leaves its episode for a new one after this many steps (0: walks it to the
     #: end), so early steps (e.g. those that saw Two-Colors' pillar) are more of each batch;
     #: targets still come from the whole episode
     lane_horizon: int = 0
-    lr: float = 5e-3
-    ema_decay: float = 0.995
+    lr: float = UpdateConfig.lr
+    ema_decay: float = UpdateConfig.ema_decay
     target_accuracy: float = 0.99  #: phase I ends when the detector's accuracy reaches this
     accuracy_episodes: int = 100  #: fresh episodes the accuracy is measured on (newest)
     max_updates: int = 20_000  #: phase I budget
@@ -173,15 +178,15 @@ class MemupConfig:
 @dataclass(frozen=True)
 class PpoConfig:
     mode: str = "frozen"  #: frozen (two-phase), joint, or lstm (the PPO-LSTM baseline)
-    lr: float = 3e-4
-    clip: float = 0.2
-    epochs: int = 4
-    minibatch_episodes: int = 8
+    lr: float = PPOConfig.lr
+    clip: float = PPOConfig.clip
+    epochs: int = PPOConfig.epochs
+    minibatch_episodes: int = PPOConfig.minibatch_episodes
     episodes_per_update: int = 32
-    gamma: float = 0.99
-    lam: float = 0.95
-    entropy_coef: float = 0.01
-    value_coef: float = 0.5
+    gamma: float = PPOConfig.gamma
+    lam: float = PPOConfig.lam
+    entropy_coef: float = PPOConfig.entropy_coef
+    value_coef: float = PPOConfig.value_coef
     max_lag: int = 2  #: episodes played by an older policy are dropped (and counted)
     hidden: int = 256
     tbptt: int = 10  #: lstm mode: truncated BPTT length
@@ -275,13 +280,18 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     return value
 
 
-def _apply(config: ClusterConfig, section: str, key: str, value: Any, where: str
-           ) -> ClusterConfig:
+def _apply(config: ClusterConfig, section: str, key: str, value: Any, where: str,
+           origin: str = "") -> ClusterConfig:
+    """``config`` with ``[section] key`` set from ``value``, which ``where`` names (a file's
+    key: ``origin`` is the file alone, for the line that names a renamed key)."""
     sections = get_type_hints(ClusterConfig)
     if section not in sections:
         raise ConfigError(f"{where}: unknown section {section!r}; sections: {sorted(sections)}")
     current = getattr(config, section)
     fields = get_type_hints(type(current))
+    renamed = cluster_message(section, key)
+    if renamed is not None:
+        raise ConfigError(f"{origin or where}: {renamed}")
     if key not in fields:
         raise ConfigError(f"{where}: unknown key {section}.{key}; keys of [{section}]: "
                           f"{sorted(fields)}")
@@ -332,7 +342,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
             if not isinstance(table, Mapping):
                 raise ConfigError(f"{where}: {section!r} must be a [section] table")
             for key, value in table.items():
-                config = _apply(config, section, key, value, f"{where} [{section}] {key}")
+                config = _apply(config, section, key, value, f"{where} [{section}] {key}",
+                                where)
     env = os.environ if environ is None else environ
     if env.get("REDIS_URL"):
         config = _apply(config, "redis", "url", env["REDIS_URL"], "REDIS_URL")
