@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,19 @@ def test_unknown_train_keys_fail(tmp_path: Path, capsys: pytest.CaptureFixture[s
         train_args("tmaze-memory", "--config", str(path))
     err = capsys.readouterr().err
     assert "unknown keys ['learning_rate']" in err and "'ema_decay'" in err
+
+
+def test_the_configuration_page_lists_every_key_with_its_default() -> None:
+    page = (CONFIGS.parent / "docs" / "configuration.md").read_text()
+    documented: dict[tuple[str, str], object] = {}
+    section = ""
+    for line in page.splitlines():
+        if line.startswith("#"):  # a section's table, or the end of the last one
+            section = line[5:-1] if line.startswith("### [") else ""
+        elif section and line.startswith("| ") and "`" in line:
+            key, default = (cell.strip() for cell in line.split("|")[1:3])
+            documented[(section, key)] = tomllib.loads(f"v = {default.strip('`')}")["v"]
+    config = ClusterConfig()
+    actual = {(name, key): value for name, table in config.to_dict().items()
+              for key, value in table.items()}
+    assert documented == actual
