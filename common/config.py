@@ -299,7 +299,7 @@ def _apply(config: ClusterConfig, section: str, key: str, value: Any, where: str
     return dataclasses.replace(config, **{section: updated})
 
 
-def _file_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict[str, Any], str]]:
+def file_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict[str, Any], str]]:
     """The tables of a config file, after those of the file its top-level ``base = "…"``
     names (relative to it): a variant lists only what differs from its base."""
     if path.resolve() in seen:
@@ -313,7 +313,7 @@ def _file_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict[str
         return [(tables, f"config {path}")]
     if not isinstance(base, str):
         raise ConfigError(f"config {path}: base must be a file name, got {base!r}")
-    return [*_file_layers(path.parent / base, (*seen, path.resolve())),
+    return [*file_layers(path.parent / base, (*seen, path.resolve())),
             (tables, f"config {path}")]
 
 
@@ -334,7 +334,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     """
     config = ClusterConfig()
     layers: list[tuple[Mapping[str, Any], str]] = (
-        [*_file_layers(Path(path))] if path is not None else [])
+        [*file_layers(Path(path))] if path is not None else [])
     if values is not None:
         layers.append((values, "resolved config"))
     for layer, where in layers:
