@@ -5,6 +5,7 @@ One frozen dataclass per section. A TOML file under ``configs/`` sets any field 
 (``MEMUP_ACTOR_ENVS=32``; ``REDIS_URL`` sets ``redis.url``), and ``--set section.key=value``
 flags override both. Every role of a run loads the same resolved config (logged at DEBUG);
 ``memup up`` and the learner save it as the run's ``config.json`` with secrets redacted.
+A key that was renamed fails with one line naming its new name (``common/config_renames.py``).
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ class ScorerConfig:
 
 @dataclass(frozen=True)
 class MemupConfig:
+    """Phase I's MemUP training; what the algorithm defines takes its default from
+    ``memup/config.py`` (one source for ``memup up`` and ``memup train``)."""
+
     hidden: int = 256
     cnn: str = "small"  #: image tasks: CNN widths, small (CPU) or nature (memup-spec E.9)
     chrono: int = -1  #: chrono init horizon; -1: the task length
@@ -177,6 +181,8 @@ class MemupConfig:
 
 @dataclass(frozen=True)
 class PpoConfig:
+    """Phase II's PPO; the optimiser's settings take their defaults from ``rl/ppo_config.py``."""
+
     mode: str = "frozen"  #: frozen (two-phase), joint, or lstm (the PPO-LSTM baseline)
     lr: float = PPOConfig.lr
     clip: float = PPOConfig.clip
