@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from cli.train_config import config_values
+from common.config import ConfigError
+from common.config_renames import Renamed, train_message
 
 if TYPE_CHECKING:
     import torch
@@ -46,10 +50,33 @@ def _int_from(text: str, low: int, what: str) -> int:
     return value
 
 
+class RenamedFlag(argparse.Action):
+    """A flag that was renamed or removed: using it fails with one line naming its
+    replacement (hidden from --help; a config file's key of its name fails the same way)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, renamed: Renamed,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)
+        self.renamed = renamed
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(train_message(self.dest, self.renamed, flag=True))
+
+
+def add_renamed_flags(parser: argparse.ArgumentParser, renames: Mapping[str, Renamed]) -> None:
+    """Registers each old flag of ``renames`` (old key -> replacement) as a :class:`RenamedFlag`."""
+    for old, entry in renames.items():
+        parser.add_argument("--" + old.replace("_", "-"), dest=old, action=RenamedFlag,
+                            renamed=entry)
+
+
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None,
-                        help="TOML file of flag values (keys as flag names with underscores); "
-                             "flags on the command line win over it")
+                        help="TOML file in memup up's format: [memup] lr, [task] length, ... "
+                             "as there, other flags in [train] by name (max_minutes); "
+                             "flags on the command line win over it (docs/configuration.md)")
 
 
 def parse_with_config(parser: argparse.ArgumentParser, leaf: argparse.ArgumentParser,
@@ -62,28 +89,27 @@ def parse_with_config(parser: argparse.ArgumentParser, leaf: argparse.ArgumentPa
         argv: the command line.
 
     Raises:
-        SystemExit: via ``parser.error`` for an unreadable file or an unknown key in it.
+        SystemExit: via ``parser.error`` (one line) for an unreadable file, or an unknown,
+            renamed or unused key or a bad value in it (:mod:`cli.train_config`).
     """
     args = parser.parse_args(argv)
     path = getattr(args, "config", None)
     if path is None:
         return args
+    everything = {a.dest: a for a in leaf._actions}
+    renamed = {dest: a.renamed for dest, a in everything.items() if isinstance(a, RenamedFlag)}
+    actions = {dest: a for dest, a in everything.items()
+               if dest not in ("help", "config") and dest not in renamed}
     try:
-        values: dict[str, Any] = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        leaf.error(f"cannot read config {path}: {exc}")
-    actions = {a.dest: a for a in leaf._actions}
-    unknown = sorted(set(values) - set(actions))
-    if unknown:
-        leaf.error(f"config {path} has unknown keys {unknown}; valid keys: "
-                   f"{sorted(set(actions) - {'help', 'config'})}")
-    for key, value in values.items():
-        values[key] = _checked(leaf, path, actions[key], value)
-    leaf.set_defaults(**values)
+        values = config_values(Path(path), actions, renamed)
+    except ConfigError as exc:
+        leaf.error(str(exc))
+    leaf.set_defaults(**{dest: _checked(leaf, where, actions[dest], value)
+                         for dest, (where, value) in values.items()})
     return parser.parse_args(argv)
 
 
-def _checked(leaf: argparse.ArgumentParser, path: Path, action: argparse.Action,
+def _checked(leaf: argparse.ArgumentParser, where: str, action: argparse.Action,
              value: Any) -> Any:
     """A config file's value checked as the flag's own would be (argparse skips ``type``
     and ``choices`` for defaults that are not strings)."""
@@ -91,9 +117,9 @@ def _checked(leaf: argparse.ArgumentParser, path: Path, action: argparse.Action,
         try:
             value = action.type(value if isinstance(value, str) else str(value))
         except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
-            leaf.error(f"config {path}: {action.dest} = {value!r}: {exc}")
+            leaf.error(f"{where} = {value!r}: {exc}")
     if action.choices is not None and value not in action.choices:
-        leaf.error(f"config {path}: {action.dest} = {value!r}: use one of "
+        leaf.error(f"{where} = {value!r}: use one of "
                    f"{', '.join(map(str, action.choices))}")
     return value
 

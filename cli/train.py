@@ -7,7 +7,20 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from cli.options import HelpFormatter, add_config_flag, non_negative_int, positive_int
+from cli.options import (
+    HelpFormatter,
+    add_config_flag,
+    add_renamed_flags,
+    non_negative_int,
+    positive_int,
+)
+from common.config import MemupConfig, RunConfig
+from common.config_renames import TRAIN_COPY
+from memup.config import AlternatingSchedule, UpdateConfig, WalkConfig
+
+# Defaults come from the algorithm's dataclasses (memup/config.py) and, for what phase I of
+# `memup up` shares with `memup train` (chrono init, interaction, target), from the cluster
+# config's [memup] section, so that one value serves both commands.
 
 TMAZE_EXAMPLES = """examples:
   memup train tmaze-memory --length 1000 --rollout 20
@@ -33,10 +46,11 @@ def add_common_flags(p: argparse.ArgumentParser, stop_on_mse: bool = False) -> N
     """Flags every single-process training command shares (``stop_on_mse``: the run stops
     on a held-out MSE at or below ``--target-mse`` instead of an accuracy)."""
     add_config_flag(p)
-    p.add_argument("--rollout", type=positive_int, default=20,
+    p.add_argument("--rollout", type=positive_int, default=WalkConfig.rollout,
                    help="r: TBPTT window, steps per update")
-    p.add_argument("--lanes", type=positive_int, default=64, help="B: lanes walking episodes")
-    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
+    p.add_argument("--lanes", type=positive_int, default=WalkConfig.lanes,
+                   help="B: lanes walking episodes")
+    p.add_argument("--lr", type=float, default=UpdateConfig.lr, help="Adam learning rate")
     p.add_argument("--max-updates", type=positive_int, default=200_000, help="stop after this many")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after this much training wall time (0 = no limit)")
@@ -47,12 +61,13 @@ def add_common_flags(p: argparse.ArgumentParser, stop_on_mse: bool = False) -> N
                        help="stop once the held-out MSE is at or below this (the paper's "
                             "Add-5000: 0.0053) ...")
     else:
-        p.add_argument("--target-accuracy", type=float, default=0.99,
+        p.add_argument("--target-accuracy", type=float, default=MemupConfig.target_accuracy,
                        help="stop once evaluation accuracy reaches this ...")
     p.add_argument("--confirm", type=positive_int, default=2,
                    help="... on this many evaluations in a row")
     p.add_argument("--seed", type=int, default=1, help="seeds torch, data and evaluation sets")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda:N")
+    p.add_argument("--device", default=RunConfig.device,
+                   help="auto (cuda when present), cpu, cuda:N")
     p.add_argument("--threads", type=non_negative_int, default=0,
                    help="torch CPU threads (0 = torch default)")
     p.add_argument("--run-dir", type=Path, default=None,
@@ -79,11 +94,13 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                           epilog=TMAZE_EXAMPLES)
     tm.add_argument("--length", type=positive_int, default=1000, help="L: minimal corridor length")
     tm.add_argument("--mode", default="LNR", choices=["L", "LN", "LR", "LNR"])
-    tm.add_argument("--ema-decay", type=float, default=0.995, help="detector EMA per update")
-    tm.add_argument("--chrono-horizon", type=int, default=-1,
+    tm.add_argument("--ema-decay", type=float, default=UpdateConfig.ema_decay,
+                    help="detector EMA per update")
+    tm.add_argument("--chrono-horizon", type=int, default=MemupConfig.chrono,
                     help="chrono-initialise the LSTM gate biases for this horizon "
                          "(-1 = the episode length, 0 = PyTorch's default init)")
-    tm.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=True,
+    tm.add_argument("--interaction", action=argparse.BooleanOptionalAction,
+                    default=MemupConfig.interaction,
                     help="predictor head also sees m_t ⊙ q_k (--no-interaction: the paper's "
                          "concat-only head)")
     tm.add_argument("--eval-episodes", type=positive_int, default=100, help="held-out episodes")
@@ -94,7 +111,7 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                     help="lanes start their first episodes at staggered offsets (state by a "
                          "no-gradient pass), so clue and junction windows spread over updates")
     add_common_flags(tm)
-    tm.set_defaults(run=_lazy("run_tmaze"), lr=5e-3)
+    tm.set_defaults(run=_lazy("run_tmaze"))
     cp = tasks.add_parser("copy", help="Copy-N: recall 10 symbols after N-20 blanks",
                           formatter_class=HelpFormatter, epilog=COPY_EXAMPLES,
                           description="Copy-N (N = blanks + 20): recall 10 symbols after N-20 "
@@ -120,15 +137,17 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     ad.add_argument("--length", type=positive_int, default=1000, help="T: sequence length")
     ad.add_argument("--top-k", type=positive_int, default=1, help="future targets per state")
     ad.add_argument("--frequency", type=positive_int, default=5, help="prediction frequency")
-    ad.add_argument("--ema-decay", type=float, default=0.995, help="detector EMA per update")
-    ad.add_argument("--chrono-horizon", type=int, default=-1,
+    ad.add_argument("--ema-decay", type=float, default=UpdateConfig.ema_decay,
+                    help="detector EMA per update")
+    ad.add_argument("--chrono-horizon", type=int, default=MemupConfig.chrono,
                     help="chrono-initialise the memory LSTM (-1 = length, 0 = off)")
-    ad.add_argument("--interaction", action=argparse.BooleanOptionalAction, default=True,
+    ad.add_argument("--interaction", action=argparse.BooleanOptionalAction,
+                    default=MemupConfig.interaction,
                     help="predictor head also sees m_t ⊙ q_k")
     ad.add_argument("--eval-episodes", type=positive_int, default=1000,
                     help="held-out sequences")
     add_common_flags(ad, stop_on_mse=True)
-    ad.set_defaults(run=_lazy("run_add"), lr=1e-3, eval_every=250)
+    ad.set_defaults(run=_lazy("run_add"), lr=1e-3)  # Add's own rate (configs/add_1000.toml)
 
 
 def _add_copy_flags(cp: argparse.ArgumentParser) -> None:
@@ -140,18 +159,23 @@ def _add_copy_flags(cp: argparse.ArgumentParser) -> None:
     cp.add_argument("--schedule", choices=["alternating", "joint"], default="alternating",
                     help="alternating: the authors' memory/predictor phases; joint: one "
                          "optimiser on top-K + current-step targets every update")
-    cp.add_argument("--ema-per-update", type=float, default=0.995,
+    cp.add_argument("--ema-per-update", type=float, default=UpdateConfig.ema_decay,
                     help="joint schedule: detector EMA decay per update")
-    cp.add_argument("--warmup", type=non_negative_int, default=1000,
+    cp.add_argument("--warmup", type=non_negative_int, default=AlternatingSchedule.warmup,
                     help="predictor-only updates first")
-    cp.add_argument("--memory-updates", type=positive_int, default=1000,
+    cp.add_argument("--memory-updates", type=positive_int,
+                    default=AlternatingSchedule.memory_updates,
                     help="memory phase per cycle")
-    cp.add_argument("--predictor-updates", type=positive_int, default=1000,
+    cp.add_argument("--predictor-updates", type=positive_int,
+                    default=AlternatingSchedule.predictor_updates,
                     help="predictor phase per cycle")
-    cp.add_argument("--ema-decay", type=float, default=0.97, help="EMA decay once per cycle")
-    cp.add_argument("--memory-loss-scale", type=float, default=0.1)
-    cp.add_argument("--top-k", type=positive_int, default=10, help="memory-phase targets per state")
-    cp.add_argument("--frequency", type=positive_int, default=10,
+    cp.add_argument("--ema-per-cycle", type=float, default=AlternatingSchedule.ema_decay,
+                    help="alternating schedule: EMA decay once per cycle")
+    cp.add_argument("--memory-loss-scale", type=float,
+                    default=AlternatingSchedule.memory_loss_scale)
+    cp.add_argument("--top-k", type=positive_int, default=AlternatingSchedule.top_k,
+                    help="memory-phase targets per state")
+    cp.add_argument("--frequency", type=positive_int, default=AlternatingSchedule.memory_frequency,
                     help="prediction frequency (memory phase, or every update when joint)")
     cp.add_argument("--chrono-horizon", type=int, default=0,
                     help="chrono-initialise the memory LSTM (-1 = length, 0 = off)")
@@ -162,7 +186,8 @@ def _add_copy_flags(cp: argparse.ArgumentParser) -> None:
                          "offsets (states by a no-gradient pass), so the data windows spread "
                          "over updates instead of coming all at once")
     add_common_flags(cp)
-    cp.set_defaults(run=_lazy("run_copy"), lanes=128, lr=2e-4, eval_every=500)
+    add_renamed_flags(cp, TRAIN_COPY)
+    cp.set_defaults(run=_lazy("run_copy"), lanes=128, lr=AlternatingSchedule.lr, eval_every=500)
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:

@@ -16,12 +16,12 @@ import torch
 from cli.driver import StopRule, drive
 from cli.options import fail, resolve_device
 from common.runlog import RunLog
+from memup.config import AlternatingSchedule, UpdateConfig, WalkConfig
 from memup.detector import TargetRule
 from memup.episode import Episode
 from memup.evaluate import evaluate, final_steps, last_steps
 from memup.networks import add_nets, copy_nets
-from memup.training import AlternatingSchedule, AlternatingTraining, MemoryTraining, WalkConfig
-from memup.update import UpdateConfig
+from memup.training import AlternatingTraining, MemoryTraining
 from tasks.sequence import RECALL_SYMBOLS, add_episodes, copy_episodes
 from tasks.tmaze.env import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
@@ -88,8 +88,8 @@ def run_tmaze(args: argparse.Namespace) -> int:
     training = MemoryTraining(
         nets, lambda n: episodes(n, args.length, args.mode, source_rng),  # type: ignore[arg-type,return-value]
         source_rng, TargetRule(top_k=1, current=True),
-        WalkConfig(args.lanes, args.rollout, 1), UpdateConfig(lr=args.lr),
-        ema_decay=args.ema_decay, seed=args.seed, device=device,
+        WalkConfig(args.lanes, args.rollout, 1),
+        UpdateConfig(lr=args.lr, ema_decay=args.ema_decay), seed=args.seed, device=device,
         lazy=lazy_tmaze_episode if args.lazy else None, stagger=args.stagger)
     record = drive(
         training,
@@ -131,17 +131,17 @@ def run_copy(args: argparse.Namespace) -> int:
             nets, source, source_rng,
             TargetRule(top_k=args.top_k, current=True, context=True),
             WalkConfig(args.lanes, args.rollout, args.frequency),
-            UpdateConfig(lr=args.lr, live_context=True), ema_decay=args.ema_per_update,
+            UpdateConfig(lr=args.lr, ema_decay=args.ema_per_update, live_context=True),
             seed=args.seed, device=device, stagger=args.stagger)
     else:
         if args.stagger:
             fail("--stagger applies to --schedule joint")
         schedule = AlternatingSchedule(args.warmup, args.memory_updates, args.predictor_updates,
-                                       args.ema_decay, args.memory_loss_scale, args.top_k,
-                                       args.frequency)
+                                       args.ema_per_cycle, args.memory_loss_scale, args.top_k,
+                                       args.frequency, args.lr)
         training = AlternatingTraining(nets, source, source_rng,
                                        WalkConfig(args.lanes, args.rollout, 1), schedule,
-                                       lr=args.lr, seed=args.seed, device=device)
+                                       seed=args.seed, device=device)
         log.log({"schedule": asdict(schedule)})
     positions = last_steps(test, RECALL_SYMBOLS)
 
@@ -178,8 +178,8 @@ def run_add(args: argparse.Namespace) -> int:
     training = MemoryTraining(
         nets, lambda n: add_episodes(n, args.length, source_rng), source_rng,
         TargetRule(top_k=args.top_k, current=True),
-        WalkConfig(args.lanes, args.rollout, args.frequency), UpdateConfig(lr=args.lr),
-        ema_decay=args.ema_decay, seed=args.seed, device=device)
+        WalkConfig(args.lanes, args.rollout, args.frequency),
+        UpdateConfig(lr=args.lr, ema_decay=args.ema_decay), seed=args.seed, device=device)
     positions = final_steps(test)
 
     def evaluate_both() -> dict[str, float]:

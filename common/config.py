@@ -5,6 +5,7 @@ One frozen dataclass per section. A TOML file under ``configs/`` sets any field 
 (``MEMUP_ACTOR_ENVS=32``; ``REDIS_URL`` sets ``redis.url``), and ``--set section.key=value``
 flags override both. Every role of a run loads the same resolved config (logged at DEBUG);
 ``memup up`` and the learner save it as the run's ``config.json`` with secrets redacted.
+A key that was renamed fails with one line naming its new name (``common/config_renames.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
 from common.config_checks import INIT_ENCODERS, ConfigError, action_weights, check
+from common.config_renames import cluster_message
 from common.redis_io import redact_url
+from memup.config import UpdateConfig, WalkConfig
+from rl.ppo_config import PPOConfig
 
 __all__ = ["INIT_ENCODERS", "ClusterConfig", "ConfigError", "action_weights", "load_config"]
 
@@ -143,23 +147,28 @@ class ScorerConfig:
 
 @dataclass(frozen=True)
 class MemupConfig:
+    """Phase I's MemUP training; what the algorithm defines takes its default from
+    ``memup/config.py`` (one source for ``memup up`` and ``memup train``)."""
+
     hidden: int = 256
     cnn: str = "small"  #: image tasks: CNN widths, small (CPU) or nature (memup-spec E.9)
     chrono: int = -1  #: chrono init horizon; -1: the task length
     interaction: bool = True
-    reconstruction: float = 0.0  #: image tasks: weight of the CNNs' thumbnail loss (0: off)
-    reconstruction_frames: int = 64  #: frames reconstructed per update, inputs and targets each
+    #: image tasks: weight of the CNNs' thumbnail loss (0: off)
+    reconstruction: float = UpdateConfig.reconstruction
+    #: frames reconstructed per update, inputs and targets each
+    reconstruction_frames: int = UpdateConfig.reconstruction_frames
     query_shift: int = 0  #: image tasks: the predictor's target frames moved by up to N pixels
     predictor_dropout: float = 0.0  #: image tasks: dropout on the predictor head's inputs
-    lanes: int = 64
-    rollout: int = 20
-    frequency: int = 1
+    lanes: int = WalkConfig.lanes
+    rollout: int = WalkConfig.rollout
+    frequency: int = WalkConfig.frequency
     #: a lane leaves its episode for a new one after this many steps (0: walks it to the
     #: end), so early steps (e.g. those that saw Two-Colors' pillar) are more of each batch;
     #: targets still come from the whole episode
     lane_horizon: int = 0
-    lr: float = 5e-3
-    ema_decay: float = 0.995
+    lr: float = UpdateConfig.lr
+    ema_decay: float = UpdateConfig.ema_decay
     target_accuracy: float = 0.99  #: phase I ends when the detector's accuracy reaches this
     accuracy_episodes: int = 100  #: fresh episodes the accuracy is measured on (newest)
     max_updates: int = 20_000  #: phase I budget
@@ -172,16 +181,18 @@ class MemupConfig:
 
 @dataclass(frozen=True)
 class PpoConfig:
+    """Phase II's PPO; the optimiser's settings take their defaults from ``rl/ppo_config.py``."""
+
     mode: str = "frozen"  #: frozen (two-phase), joint, or lstm (the PPO-LSTM baseline)
-    lr: float = 3e-4
-    clip: float = 0.2
-    epochs: int = 4
-    minibatch_episodes: int = 8
+    lr: float = PPOConfig.lr
+    clip: float = PPOConfig.clip
+    epochs: int = PPOConfig.epochs
+    minibatch_episodes: int = PPOConfig.minibatch_episodes
     episodes_per_update: int = 32
-    gamma: float = 0.99
-    lam: float = 0.95
-    entropy_coef: float = 0.01
-    value_coef: float = 0.5
+    gamma: float = PPOConfig.gamma
+    lam: float = PPOConfig.lam
+    entropy_coef: float = PPOConfig.entropy_coef
+    value_coef: float = PPOConfig.value_coef
     max_lag: int = 2  #: episodes played by an older policy are dropped (and counted)
     hidden: int = 256
     tbptt: int = 10  #: lstm mode: truncated BPTT length
@@ -275,13 +286,18 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     return value
 
 
-def _apply(config: ClusterConfig, section: str, key: str, value: Any, where: str
-           ) -> ClusterConfig:
+def _apply(config: ClusterConfig, section: str, key: str, value: Any, where: str,
+           origin: str = "") -> ClusterConfig:
+    """``config`` with ``[section] key`` set from ``value``, which ``where`` names (a file's
+    key: ``origin`` is the file alone, for the line that names a renamed key)."""
     sections = get_type_hints(ClusterConfig)
     if section not in sections:
         raise ConfigError(f"{where}: unknown section {section!r}; sections: {sorted(sections)}")
     current = getattr(config, section)
     fields = get_type_hints(type(current))
+    renamed = cluster_message(section, key)
+    if renamed is not None:
+        raise ConfigError(f"{origin or where}: {renamed}")
     if key not in fields:
         raise ConfigError(f"{where}: unknown key {section}.{key}; keys of [{section}]: "
                           f"{sorted(fields)}")
@@ -289,7 +305,7 @@ def _apply(config: ClusterConfig, section: str, key: str, value: Any, where: str
     return dataclasses.replace(config, **{section: updated})
 
 
-def _file_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict[str, Any], str]]:
+def file_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict[str, Any], str]]:
     """The tables of a config file, after those of the file its top-level ``base = "…"``
     names (relative to it): a variant lists only what differs from its base."""
     if path.resolve() in seen:
@@ -303,7 +319,7 @@ def _file_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[dict[str
         return [(tables, f"config {path}")]
     if not isinstance(base, str):
         raise ConfigError(f"config {path}: base must be a file name, got {base!r}")
-    return [*_file_layers(path.parent / base, (*seen, path.resolve())),
+    return [*file_layers(path.parent / base, (*seen, path.resolve())),
             (tables, f"config {path}")]
 
 
@@ -324,7 +340,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     """
     config = ClusterConfig()
     layers: list[tuple[Mapping[str, Any], str]] = (
-        [*_file_layers(Path(path))] if path is not None else [])
+        [*file_layers(Path(path))] if path is not None else [])
     if values is not None:
         layers.append((values, "resolved config"))
     for layer, where in layers:
@@ -332,7 +348,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
             if not isinstance(table, Mapping):
                 raise ConfigError(f"{where}: {section!r} must be a [section] table")
             for key, value in table.items():
-                config = _apply(config, section, key, value, f"{where} [{section}] {key}")
+                config = _apply(config, section, key, value, f"{where} [{section}] {key}",
+                                where)
     env = os.environ if environ is None else environ
     if env.get("REDIS_URL"):
         config = _apply(config, "redis", "url", env["REDIS_URL"], "REDIS_URL")

@@ -17,32 +17,17 @@ exactly the update it would have taken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from memup.config import AlternatingSchedule, UpdateConfig, WalkConfig
 from memup.detector import SurpriseDetector, TargetRule, mark_episodes, mark_streamed
 from memup.networks import TaskNets
 from memup.sampler import EpisodeSource, LaneSampler, Rebuild
 from memup.stream import states_at
-from memup.update import UpdateConfig, Updater
-
-
-@dataclass(frozen=True)
-class WalkConfig:
-    """How lanes walk episodes.
-
-    Attributes:
-        lanes: B, lanes walking side by side.
-        rollout: r, steps per update (the TBPTT window).
-        frequency: f, every f-th step of a rollout (and its last) predicts.
-    """
-
-    lanes: int = 64
-    rollout: int = 20
-    frequency: int = 1
+from memup.update import Updater
 
 
 def _rng_state(rng: np.random.Generator) -> dict:
@@ -87,7 +72,7 @@ class MemoryTraining(_Checkpointable):
         rule: target rule (RL: top-1 + current step).
         walk: lanes, rollout, prediction frequency.
         update: optimiser settings.
-        ema_decay: detector EMA decay per update.
+        ema_decay: detector EMA decay per update (None: ``update.ema_decay``).
         seed: seeds the marking RNG.
         device: compute device.
         lazy: ``source`` gives :class:`~memup.lazy.LazyEpisode` records and this rebuilds
@@ -101,13 +86,14 @@ class MemoryTraining(_Checkpointable):
 
     def __init__(self, nets: TaskNets, source: EpisodeSource, source_rng: np.random.Generator,
                  rule: TargetRule, walk: WalkConfig, update: UpdateConfig,
-                 ema_decay: float = 0.995, seed: int = 0,
+                 ema_decay: float | None = None, seed: int = 0,
                  device: torch.device | str = "cpu", lazy: Rebuild | None = None,
                  stagger: bool = False) -> None:
         self.nets = nets
         self.source_rng = source_rng
         self.mark_rng = np.random.default_rng(seed + 7919)
-        self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, ema_decay,
+        decay = update.ema_decay if ema_decay is None else ema_decay
+        self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, decay,
                                          device=device)
         self.stagger = stagger
         self.device = device
@@ -144,29 +130,6 @@ class MemoryTraining(_Checkpointable):
                 "detector": self.detector, "updater": self.updater, "sampler": self.sampler}
 
 
-@dataclass(frozen=True)
-class AlternatingSchedule:
-    """The Copy protocol's phase lengths and EMA cadence (memup-spec A.10b, C.4).
-
-    Attributes:
-        warmup: predictor-phase updates before the first memory update.
-        memory_updates: memory-phase updates per cycle.
-        predictor_updates: predictor-phase updates per cycle.
-        ema_decay: EMA decay applied once at the start of every cycle.
-        memory_loss_scale: multiplier of the memory-phase loss.
-        top_k: memory-phase targets per state.
-        memory_frequency: memory-phase prediction frequency.
-    """
-
-    warmup: int = 1000
-    memory_updates: int = 1000
-    predictor_updates: int = 1000
-    ema_decay: float = 0.97
-    memory_loss_scale: float = 0.1
-    top_k: int = 10
-    memory_frequency: int = 10
-
-
 class AlternatingTraining(_Checkpointable):
     """Copy-task training: predictor and memory phases alternate; EMA nets are the model.
 
@@ -175,16 +138,17 @@ class AlternatingTraining(_Checkpointable):
         source, source_rng: episodes and the RNG they are drawn with.
         walk: lanes and rollout (its ``frequency`` is the predictor phase's, normally 1).
         schedule: phase lengths, EMA cadence, memory-phase targets.
-        lr: Adam learning rate of both optimisers.
+        lr: Adam learning rate of both optimisers (None: ``schedule.lr``).
         seed: seeds the marking RNG.
         device: compute device.
     """
 
     def __init__(self, nets: TaskNets, source: EpisodeSource, source_rng: np.random.Generator,
-                 walk: WalkConfig, schedule: AlternatingSchedule, lr: float = 2e-4,
+                 walk: WalkConfig, schedule: AlternatingSchedule, lr: float | None = None,
                  seed: int = 0, device: torch.device | str = "cpu") -> None:
         self.nets = nets
         self.schedule = schedule
+        lr = schedule.lr if lr is None else lr
         self.source_rng = source_rng
         self.mark_rng = np.random.default_rng(seed + 7919)
         self.detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind,

@@ -2,53 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 
 from memup.batch import Batch
+from memup.config import UpdateConfig
 from memup.detector import SurpriseDetector
 from memup.losses import is_correct, outcome_sign_hits, pointwise_loss
 from memup.memory import detach_state, mask_state
 from memup.networks import TaskNets
 from memup.saved import count_saved_bytes
-
-
-@dataclass(frozen=True)
-class UpdateConfig:
-    """What one update trains and how.
-
-    Attributes:
-        lr: Adam learning rate.
-        clip: global gradient-norm clip of the trained parameters.
-        loss_scale: multiplier of the loss (Copy memory phase: 0.1).
-        skip_below: skip the optimiser step when the loss is below this.
-        train_memory: the memory gets gradients and steps (else it runs frozen, no grad).
-        train_predictor: the predictor steps.
-        live_context: the predictor's context LSTM runs over the slice with carried state
-            and gives the context of targets inside the slice (so it trains); targets
-            beyond the slice use the context stored on the episode by the mark.
-        ema: update the detector after every optimiser step.
-        measure_saved: count the bytes stored for backward in every update (activations;
-            parameter storages autograd also keeps are reported apart).
-        reconstruction: weight of the frame encoders' thumbnail loss added to the loss
-            (0: off; the networks must be built with decoders).
-        reconstruction_frames: frames of the inputs, and as many of the target queries,
-            each update reconstructs.
-    """
-
-    lr: float = 5e-4
-    clip: float = 1.0
-    loss_scale: float = 1.0
-    skip_below: float = 0.0
-    train_memory: bool = True
-    train_predictor: bool = True
-    live_context: bool = False
-    ema: bool = True
-    measure_saved: bool = False
-    reconstruction: float = 0.0
-    reconstruction_frames: int = 64
 
 
 class Updater:
@@ -100,7 +65,9 @@ class Updater:
                 reconstruction = self.nets.reconstruction_loss(
                     batch.inputs, batch.pair_queries, cfg.reconstruction_frames)
                 total = loss + cfg.reconstruction * reconstruction
-            stepped = loss.item() >= cfg.skip_below
+            # A NaN or infinite loss (e.g. a diverged predictor) takes no optimiser step, so
+            # one bad batch cannot poison the weights; the update is still counted.
+            stepped = math.isfinite(loss.item())
             if stepped:
                 memory.zero_grad(set_to_none=True)
                 predictor.zero_grad(set_to_none=True)

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rl.ppo_config import PPOConfig
+
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
         last_values: torch.Tensor, terminal: torch.Tensor, gamma: float,
@@ -49,39 +51,6 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
         advantages[:, t] = running
     returns = torch.where(mask, advantages + values, torch.zeros_like(values))
     return advantages, returns
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyper-parameters.
-
-    Attributes:
-        lr: Adam learning rate.
-        clip: ratio clip ε of the surrogate objective.
-        value_coef: weight of the value loss.
-        entropy_coef: weight of the entropy bonus.
-        epochs: passes over the batch per update.
-        minibatch_episodes: whole episodes per minibatch.
-        gamma: discount.
-        lam: GAE λ.
-        max_grad_norm: global gradient-norm clip.
-        normalize_advantages: standardise advantages over the batch's valid steps.
-        value_clip: when set, clip the new value to ``old ± value_clip`` (pessimistic max).
-        target_kl: when set, stop after an epoch whose approx KL exceeds 1.5 · target_kl.
-    """
-
-    lr: float = 2.5e-4
-    clip: float = 0.2
-    value_coef: float = 0.5
-    entropy_coef: float = 0.01
-    epochs: int = 4
-    minibatch_episodes: int = 8
-    gamma: float = 0.99
-    lam: float = 0.95
-    max_grad_norm: float = 0.5
-    normalize_advantages: bool = True
-    value_clip: float | None = None
-    target_kl: float | None = None
 
 
 @dataclass
