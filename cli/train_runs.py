@@ -20,9 +20,9 @@ from memup.config import AlternatingSchedule, UpdateConfig, WalkConfig
 from memup.detector import TargetRule
 from memup.episode import Episode
 from memup.evaluate import evaluate, final_steps, last_steps
-from memup.networks import add_nets, copy_nets
 from memup.training import AlternatingTraining, MemoryTraining
 from tasks.sequence import RECALL_SYMBOLS, add_episodes, copy_episodes
+from tasks.sequence.networks import add_nets, copy_nets
 from tasks.tmaze.env import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 

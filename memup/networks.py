@@ -1,5 +1,4 @@
-"""A memory + predictor pair (:class:`TaskNets`), and those of the sequence tasks with the
-paper's sizes. RL tasks build theirs in ``tasks/``."""
+"""A memory + predictor pair (:class:`TaskNets`). Tasks build theirs in ``tasks/``."""
 
 from __future__ import annotations
 
@@ -9,8 +8,7 @@ import torch
 from torch import nn
 
 from memup.losses import Kind
-from memup.memory import Memory, TokenEncoder, VectorEncoder
-from memup.predictor import ContextPredictor, QuestionPredictor
+from memup.memory import Memory
 
 
 @dataclass
@@ -41,24 +39,3 @@ class TaskNets:
                              "with reconstruct=True")
         return torch.stack(losses).sum()
 
-
-def copy_nets(hidden: int = 128, vocab: int = 20, classes: int = 10,
-              chrono_horizon: int | None = None, interaction: bool = False) -> TaskNets:
-    """Copy: Embedding(20,128) → LSTM 2×128 (dropout 0.1); predictor with context LSTM."""
-    memory = Memory(TokenEncoder(vocab, 128), hidden, layers=2, dropout=0.1,
-                    chrono_horizon=chrono_horizon)
-    predictor = ContextPredictor(hidden, vocab, classes, interaction=interaction)
-    return TaskNets(memory, predictor, "classification")
-
-
-def add_nets(hidden: int = 128, chrono_horizon: int | None = None,
-             interaction: bool = False) -> TaskNets:
-    """Add: ``[value, mark, is_last]`` → Linear+ReLU → LSTM; question predictor → sum.
-
-    The predictor is a regression head (one output, squared error): asked about the last
-    step, it answers the sum of the two marked values; about any other step, 0.
-    """
-    memory = Memory(VectorEncoder(3, 0), hidden, chrono_horizon=chrono_horizon)
-    predictor = QuestionPredictor(hidden, VectorEncoder(3, 0), hidden=256,
-                                  interaction=interaction)
-    return TaskNets(memory, predictor, "regression")

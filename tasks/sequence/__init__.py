@@ -18,7 +18,7 @@ import numpy as np
 
 from memup.episode import Episode
 from memup.losses import Kind
-from memup.networks import TaskNets, add_nets, copy_nets
+from memup.networks import TaskNets
 from tasks.sequence.add_task import add_episodes
 from tasks.sequence.copy_task import (
     COPY_CLASSES,
@@ -26,6 +26,7 @@ from tasks.sequence.copy_task import (
     RECALL_SYMBOLS,
     copy_episodes,
 )
+from tasks.sequence.networks import add_nets, copy_nets
 
 __all__ = [
     "COPY_CLASSES",

@@ -17,7 +17,6 @@ from common.checkpoint import (
 )
 from memup.detector import TargetRule
 from memup.episode import Episode
-from memup.networks import copy_nets
 from memup.training import (
     AlternatingSchedule,
     AlternatingTraining,
@@ -26,6 +25,7 @@ from memup.training import (
 )
 from memup.update import UpdateConfig
 from tasks.sequence import copy_episodes
+from tasks.sequence.networks import copy_nets
 from tasks.tmaze.env import random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 

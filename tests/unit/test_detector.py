@@ -15,9 +15,9 @@ from memup.detector import (
     frozen_copy,
     mark_episodes,
 )
-from memup.networks import copy_nets
 from memup.targets import top_k_future
 from tasks.sequence import copy_episodes
+from tasks.sequence.networks import copy_nets
 from tasks.tmaze.env import random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 

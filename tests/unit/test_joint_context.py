@@ -8,11 +8,11 @@ import torch
 from memup.batch import Batch
 from memup.detector import TargetRule
 from memup.episode import Episode
-from memup.networks import copy_nets
 from memup.sampler import LaneSampler
 from memup.training import MemoryTraining, WalkConfig
 from memup.update import UpdateConfig, _mix_context
 from tasks.sequence import copy_episodes
+from tasks.sequence.networks import copy_nets
 
 torch.set_num_threads(1)
 

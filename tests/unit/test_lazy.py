@@ -197,10 +197,10 @@ def test_lazy_staggered_run_resumes_bit_for_bit(tmp_path: Path) -> None:
 
 
 def test_staggered_training_carries_the_prefix_states() -> None:
-    from memup.networks import copy_nets
     from memup.training import MemoryTraining, WalkConfig
     from memup.update import UpdateConfig
     from tasks.sequence import copy_episodes
+    from tasks.sequence.networks import copy_nets
 
     torch.manual_seed(0)
     nets = copy_nets(hidden=16)

@@ -22,12 +22,8 @@ TASK_NAME = re.compile(
     r"|scattered.?copy|sequence.?tasks|tasks\.sequence|copy_episodes|add_episodes"
     r"|recall_symbols|copy_classes|copy_vocab|copy_nets|add_nets",
     re.IGNORECASE)
-DEFAULTS = {("common/config.py", "tmaze-lnr"), ("common/config.py", "tmaze"),
-            # Not moved yet: the sequence tasks' nets still live beside TaskNets.
-            ("memup/networks.py", "copy_nets"), ("memup/networks.py", "add_nets")}
-"""The default run of a config file that names no task: ``run.name`` and ``task.env``; and
-the sequence tasks' network builders, still in ``memup/networks.py`` (bound for
-``tasks/sequence/``)."""
+DEFAULTS = {("common/config.py", "tmaze-lnr"), ("common/config.py", "tmaze")}
+"""The default run of a config file that names no task: ``run.name`` and ``task.env``."""
 
 
 def docstrings(tree: ast.AST) -> set[int]:

@@ -12,7 +12,7 @@ from cli.driver import StopRule
 from cli.main import _leaf_parser, build_parser, main
 from cli.options import parse_with_config
 from common.checkpoint import load_checkpoint
-from memup.networks import add_nets
+from tasks.sequence.networks import add_nets
 
 ROOT = Path(__file__).resolve().parents[2]
 
