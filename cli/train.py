@@ -4,6 +4,7 @@ Scattered Copy, Add)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                     help="lanes start their first episodes at staggered offsets (state by a "
                          "no-gradient pass), so clue and junction windows spread over updates")
     add_common_flags(tm)
-    tm.set_defaults(run=_lazy("run_tmaze"))
+    tm.set_defaults(run=_lazy("train_runs", "run_tmaze"))
     cp = tasks.add_parser("copy", help="Copy-N: recall 10 symbols after N-20 blanks",
                           formatter_class=HelpFormatter, epilog=COPY_EXAMPLES,
                           description="Copy-N (N = blanks + 20): recall 10 symbols after N-20 "
@@ -147,7 +148,8 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     ad.add_argument("--eval-episodes", type=positive_int, default=1000,
                     help="held-out sequences")
     add_common_flags(ad, stop_on_mse=True)
-    ad.set_defaults(run=_lazy("run_add"), lr=1e-3)  # Add's own rate (configs/add_1000.toml)
+    # Add's own rate (configs/add_1000.toml)
+    ad.set_defaults(run=_lazy("train_sequence", "run_sequence"), lr=1e-3)
 
 
 def _add_copy_flags(cp: argparse.ArgumentParser) -> None:
@@ -187,15 +189,14 @@ def _add_copy_flags(cp: argparse.ArgumentParser) -> None:
                          "over updates instead of coming all at once")
     add_common_flags(cp)
     add_renamed_flags(cp, TRAIN_COPY)
-    cp.set_defaults(run=_lazy("run_copy"), lanes=128, lr=AlternatingSchedule.lr, eval_every=500)
+    cp.set_defaults(run=_lazy("train_sequence", "run_sequence"), lanes=128,
+                    lr=AlternatingSchedule.lr, eval_every=500)
 
 
-def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
-    """A handler that imports ``cli.train_runs`` on use, so ``--help`` does not load torch."""
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A handler that imports ``cli.<module>`` on use, so ``--help`` does not load torch."""
 
     def run(args: argparse.Namespace) -> int:
-        from cli import train_runs
-
-        return getattr(train_runs, name)(args)
+        return getattr(importlib.import_module(f"cli.{module}"), name)(args)
 
     return run

@@ -1,4 +1,5 @@
-"""The ``memup train`` jobs: build the task, its nets and protocol, and drive them."""
+"""The ``memup train`` jobs: a run's setup and summary, and T-Maze phase I (the
+sequence tasks' runner is :mod:`cli.train_sequence`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,10 @@ import torch
 from cli.driver import StopRule, drive
 from cli.options import fail, resolve_device
 from common.runlog import RunLog
-from memup.config import AlternatingSchedule, UpdateConfig, WalkConfig
+from memup.config import UpdateConfig, WalkConfig
 from memup.detector import TargetRule
-from memup.episode import Episode
-from memup.evaluate import evaluate, final_steps, last_steps
-from memup.training import AlternatingTraining, MemoryTraining
-from tasks.sequence import RECALL_SYMBOLS, add_episodes, copy_episodes
-from tasks.sequence.networks import add_nets, copy_nets
+from memup.evaluate import evaluate, final_steps
+from memup.training import MemoryTraining
 from tasks.tmaze.env import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 
@@ -31,15 +28,11 @@ TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interact
                "stagger")
 # Fixed settings added later, with the value every checkpoint written before them had.
 TMAZE_ADDED = {"lazy": False, "stagger": False}
-COPY_FIXED = ("length", "scattered", "schedule", "lanes", "rollout", "train_size", "warmup",
-              "memory_updates", "predictor_updates", "top_k", "frequency", "chrono_horizon",
-              "interaction", "stagger")
-COPY_ADDED = {"stagger": False}
-ADD_FIXED = ("length", "lanes", "rollout", "top_k", "frequency", "chrono_horizon",
-             "interaction")
 
 
-def _setup(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
+def setup_run(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
+    """Seeds torch, picks the device and opens the run's directory (default
+    ``runs/<name>-s<seed>``) with its resolved config."""
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,7 +54,8 @@ def _setup(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
     return device, log
 
 
-def _finish(log: RunLog, record: dict, metric: str = "accuracy") -> int:
+def finish_run(log: RunLog, record: dict, metric: str = "accuracy") -> int:
+    """Prints the last record and whether the run solved its task (and how to go on)."""
     print(json.dumps({"run_dir": str(log.dir), **record}))
     summary = (f"after {record.get('updates')} updates, "
                f"{record.get('wall_seconds', 0) / 60:.1f} min; curves in {log.dir}/{metric}.png")
@@ -76,7 +70,7 @@ def _finish(log: RunLog, record: dict, metric: str = "accuracy") -> int:
 
 def run_tmaze(args: argparse.Namespace) -> int:
     """T-Maze phase I until the held-out final-step accuracy target (or a limit)."""
-    device, log = _setup(args, f"tmaze-{args.mode.lower()}-{args.length}")
+    device, log = setup_run(args, f"tmaze-{args.mode.lower()}-{args.length}")
     horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
     nets = tmaze_nets(chrono_horizon=horizon or None, interaction=args.interaction)
     nets.memory.to(device)
@@ -98,101 +92,5 @@ def run_tmaze(args: argparse.Namespace) -> int:
         log, StopRule(args.max_updates, args.max_minutes, args.target_accuracy, args.confirm),
         args.eval_every, args.resume, f"T-Maze-{args.mode}-{args.length} r={args.rollout}",
         {k: getattr(args, k) for k in TMAZE_FIXED}, TMAZE_ADDED)
-    return _finish(log, record)
+    return finish_run(log, record)
 
-
-def run_copy(args: argparse.Namespace) -> int:
-    """Copy-N with alternating phases until the recall accuracy target (or a limit)."""
-    blanks = args.length - 2 * RECALL_SYMBOLS
-    if blanks < 1:
-        fail(f"--length {args.length}: Copy-N needs N > {2 * RECALL_SYMBOLS} (10 symbols + "
-             "10 recall markers + at least one blank)")
-    if not 1 <= args.frequency <= args.rollout:
-        fail(f"--frequency {args.frequency} must be between 1 and --rollout {args.rollout}")
-    name = f"{'scattered-' if args.scattered else ''}copy-{args.length}"
-    device, log = _setup(args, name)
-    horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
-    nets = copy_nets(chrono_horizon=horizon or None, interaction=args.interaction)
-    nets.memory.to(device)
-    nets.predictor.to(device)
-    train = copy_episodes(args.train_size, blanks, np.random.default_rng(args.seed),
-                          scattered=args.scattered)
-    test = copy_episodes(args.eval_episodes, blanks,
-                         np.random.default_rng(args.seed + 1_000_003), scattered=args.scattered)
-    source_rng = np.random.default_rng(args.seed + 17)
-
-    def source(n: int) -> list[Episode]:
-        # Fresh Episode records: marks are per walk, the arrays are shared read-only.
-        picks = source_rng.integers(len(train), size=n)
-        return [Episode(train[i].inputs, train[i].queries, train[i].labels) for i in picks]
-
-    if args.schedule == "joint":
-        training = MemoryTraining(
-            nets, source, source_rng,
-            TargetRule(top_k=args.top_k, current=True, context=True),
-            WalkConfig(args.lanes, args.rollout, args.frequency),
-            UpdateConfig(lr=args.lr, ema_decay=args.ema_per_update, live_context=True),
-            seed=args.seed, device=device, stagger=args.stagger)
-    else:
-        if args.stagger:
-            fail("--stagger applies to --schedule joint")
-        schedule = AlternatingSchedule(args.warmup, args.memory_updates, args.predictor_updates,
-                                       args.ema_per_cycle, args.memory_loss_scale, args.top_k,
-                                       args.frequency, args.lr)
-        training = AlternatingTraining(nets, source, source_rng,
-                                       WalkConfig(args.lanes, args.rollout, 1), schedule,
-                                       seed=args.seed, device=device)
-        log.log({"schedule": asdict(schedule)})
-    positions = last_steps(test, RECALL_SYMBOLS)
-
-    def evaluate_both() -> dict[str, float]:
-        ema = evaluate(training.detector.memory, training.detector.predictor, test, positions,
-                       nets.kind, device=device)
-        online = evaluate(nets.memory, nets.predictor, test, positions, nets.kind,
-                          device=device)
-        return {**ema, "online_accuracy": online["accuracy"], "online_loss": online["loss"]}
-
-    record = drive(training, evaluate_both, log,
-                   StopRule(args.max_updates, args.max_minutes, args.target_accuracy,
-                            args.confirm),
-                   args.eval_every, args.resume, f"{name} r={args.rollout}",
-                   {k: getattr(args, k) for k in COPY_FIXED}, COPY_ADDED)
-    return _finish(log, record)
-
-
-def run_add(args: argparse.Namespace) -> int:
-    """Add-N: memory + regression predictor until the held-out last-step MSE target."""
-    if not 1 <= args.frequency <= args.rollout:
-        fail(f"--frequency {args.frequency} must be between 1 and --rollout {args.rollout}")
-    if args.length < 3:
-        fail(f"--length {args.length}: Add-N needs N >= 3 (two marks and the last step)")
-    device, log = _setup(args, f"add-{args.length}")
-    horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
-    nets = add_nets(chrono_horizon=horizon or None, interaction=args.interaction)
-    nets.memory.to(device)
-    nets.predictor.to(device)
-    test = add_episodes(args.eval_episodes, args.length,
-                        np.random.default_rng(args.seed + 1_000_003))
-    source_rng = np.random.default_rng(args.seed)
-    # Fresh sequences every draw (the adding problem is usually trained on unlimited data).
-    training = MemoryTraining(
-        nets, lambda n: add_episodes(n, args.length, source_rng), source_rng,
-        TargetRule(top_k=args.top_k, current=True),
-        WalkConfig(args.lanes, args.rollout, args.frequency),
-        UpdateConfig(lr=args.lr, ema_decay=args.ema_decay), seed=args.seed, device=device)
-    positions = final_steps(test)
-
-    def evaluate_both() -> dict[str, float]:
-        ema = evaluate(training.detector.memory, training.detector.predictor, test, positions,
-                       nets.kind, device=device)
-        online = evaluate(nets.memory, nets.predictor, test, positions, nets.kind,
-                          device=device)
-        # Squared error is the regression loss, so the loss at the last step is the MSE.
-        return {"mse": ema["loss"], "online_mse": online["loss"]}
-
-    record = drive(training, evaluate_both, log,
-                   StopRule(args.max_updates, args.max_minutes, args.target_mse, args.confirm,
-                            metric="mse", minimise=True),
-                   args.eval_every, args.resume, f"Add-{args.length} r={args.rollout}",
-                   {k: getattr(args, k) for k in ADD_FIXED})
-    return _finish(log, record, "mse")
