@@ -290,7 +290,9 @@ class SegmentFeed:
 
 def _as_slice(seg: Segment) -> LaneSlice:
     t = seg.targets
+    # No stored context: scorers mark episodes without one (only single-process runs'
+    # TargetRule(context=True) stores it), so no segment carries it.
     return LaneSlice(inputs=seg.arrays["inputs"], queries=seg.arrays["queries"],
                      pair_step=t["pair_step"], pair_target=t["pair_target"],
                      pair_queries=t["pair_queries"], pair_labels=t["pair_labels"],
-                     pair_context=t.get("pair_context"), offset=seg.offset)
+                     pair_context=None, offset=seg.offset)
