@@ -120,7 +120,8 @@ def build_messages(kind: str, frames: np.ndarray, seed: int) -> list[Message]:
             targets = {"pair_step": np.repeat(np.arange(steps), 2),
                        "pair_target": rng.integers(s, n, 2 * steps)}
             out.append(Segment(segment_id=f"ep-0.{s}", lane=i % 64, episode="ep-0", offset=s,
-                               arrays=arrays, targets=targets, policy_version=0))
+                               arrays=arrays, targets=targets, policy_version=0,
+                               rollout=steps))
     return out
 
 

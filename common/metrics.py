@@ -251,6 +251,9 @@ class LearnerMetrics(_RoleMetrics):
         self.segment_queue_depth = g("segment_queue_depth", "Segments received, not yet used.")
         self.requests_retried_total = c("requests_retried_total", "Requests sent again.")
         self.segments_duplicate_total = c("segments_duplicate_total", "Segments received twice.")
+        self.segments_rollout_mismatch_total = c(
+            "segments_rollout_mismatch_total",
+            "Segments refused: cut with another memup.rollout (r) than the learner's.")
         self.rollouts_dropped_total = c("rollouts_dropped_total",
                                         "Rollouts received but too stale to train on.")
         self.rejected_messages_total = c("rejected_messages_total", "Frames refused.", ["reason"])

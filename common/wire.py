@@ -28,9 +28,10 @@ from common.wire_fields import DTYPES, Field, schema_of
 
 __all__ = ["DTYPES", "KINDS", "SCHEMA_VERSION", "Message", "decode", "encode"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bumped on every change to any message or array encoding (2: compressed arrays; 3: the
-learner's incarnation on its requests); both sides of a hop must agree."""
+learner's incarnation on its requests; 4: the r a segment was cut with); both sides of a
+hop must agree."""
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 """Frames above this are rejected before unpacking (128 steps of 3×64×112 frames: 2.8 MB)."""
 
@@ -139,10 +140,14 @@ class Segment:
     #: the targets of those steps, e.g. ``indices`` ``[r, K]`` and the target steps' features
     targets: dict[str, np.ndarray]
     policy_version: int  #: version of the policy weights that played the episode
+    #: r, the scorer's ``memup.rollout``: a learner trained with another r refuses the segment
+    rollout: int
 
     def __post_init__(self) -> None:
         _check(self, ids=("segment_id", "episode"), counts=("lane", "offset", "policy_version"))
         _one_row_per_step(self, "arrays")
+        if self.rollout < 1:
+            raise ValueError(f"Segment.rollout must be >= 1, got {self.rollout}")
 
 
 @dataclass(frozen=True)

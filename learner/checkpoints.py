@@ -28,48 +28,56 @@ FILE = "learner.pt"
 
 def learner_state(learner: Learner) -> dict[str, Any]:
     """Everything needed to continue the run (tensors, numbers, strings, lists, dicts)."""
+    one, two, progress = learner.one, learner.two, learner.progress
     return {
-        "memory": learner.nets.memory.state_dict(),
-        "predictor": learner.nets.predictor.state_dict(),
-        "detector": learner.detector.state_dict(),
-        "updater": learner.updater.state_dict(),
-        "policy": learner.policy.state_dict(),
-        "policy_memory": learner.policy_memory.state_dict(),
-        "ppo": learner.ppo.state_dict(),
-        "phase": learner.phase,
-        "versions": dict(learner.versions),
-        "memup_updates": learner.memup_updates,
-        "memup_steps": learner.memup_steps,
-        "ppo_updates": learner.ppo_updates,
-        "env_steps_trained": learner.env_steps_trained,
+        "memory": one.nets.memory.state_dict(),
+        "predictor": one.nets.predictor.state_dict(),
+        "detector": one.detector.state_dict(),
+        "updater": one.updater.state_dict(),
+        "policy": two.policy.state_dict(),
+        "policy_memory": two.policy_memory.state_dict(),
+        "ppo": two.ppo.state_dict(),
+        "phase": progress.phase,
+        "versions": dict(learner.publisher.versions),
+        "memup_updates": progress.memup_updates,
+        "memup_steps": progress.memup_steps,
+        "ppo_updates": progress.ppo_updates,
+        "env_steps_trained": progress.env_steps_trained,
         "env_steps": learner.state.env_steps_seen,  # as last read: a checkpoint needs no Redis
         "feed": learner.feed.state_dict(),
-        "outcomes": list(learner.outcomes),
-        "done": learner.done,
+        "outcomes": list(two.outcomes),
+        "done": progress.done,
         "rng": torch.get_rng_state(),
     }
 
 
 def restore(learner: Learner, state: dict[str, Any]) -> None:
     """Loads :func:`learner_state` output into a freshly built learner."""
-    learner.nets.memory.load_state_dict(state["memory"])
-    learner.nets.predictor.load_state_dict(state["predictor"])
-    learner.detector.load_state_dict(state["detector"])
-    learner.updater.load_state_dict(state["updater"])
-    learner.policy.load_state_dict(state["policy"])
-    learner.policy_memory.load_state_dict(state["policy_memory"])
-    learner.ppo.load_state_dict(state["ppo"])
-    learner.phase = int(state["phase"])
-    learner.versions.update({k: int(v) for k, v in state["versions"].items()})
-    learner.memup_updates = int(state["memup_updates"])
-    learner.memup_steps = int(state["memup_steps"])
-    learner.ppo_updates = int(state["ppo_updates"])
-    learner.env_steps_trained = int(state["env_steps_trained"])
+    two, progress = learner.two, learner.progress
+    _load_memory(learner, state)
+    two.policy.load_state_dict(state["policy"])
+    two.policy_memory.load_state_dict(state["policy_memory"])
+    two.ppo.load_state_dict(state["ppo"])
+    progress.phase = int(state["phase"])
+    learner.publisher.versions.update({k: int(v) for k, v in state["versions"].items()})
+    progress.memup_updates = int(state["memup_updates"])
+    progress.memup_steps = int(state["memup_steps"])
+    progress.ppo_updates = int(state["ppo_updates"])
+    progress.env_steps_trained = int(state["env_steps_trained"])
     learner.state.env_steps_seen = int(state["env_steps"])
     learner.feed.load_state_dict(state.get("feed", {}))
-    learner.outcomes.extend(int(o) for o in state["outcomes"])
-    learner.done = bool(state.get("done", False))
+    two.outcomes.extend(int(o) for o in state["outcomes"])
+    progress.done = bool(state.get("done", False))
     torch.set_rng_state(state["rng"])
+
+
+def _load_memory(learner: Learner, state: dict[str, Any]) -> None:
+    """Phase I's networks, their EMA copies and the MemUP optimiser from ``state``."""
+    one = learner.one
+    one.nets.memory.load_state_dict(state["memory"])
+    one.nets.predictor.load_state_dict(state["predictor"])
+    one.detector.load_state_dict(state["detector"])
+    one.updater.load_state_dict(state["updater"])
 
 
 def adopt_memory(learner: Learner, source: Path) -> None:
@@ -82,14 +90,11 @@ def adopt_memory(learner: Learner, source: Path) -> None:
     """
     path = source / "checkpoints" / FILE if source.is_dir() else source
     state = load_checkpoint(path, learner.device)
-    learner.nets.memory.load_state_dict(state["memory"])
-    learner.nets.predictor.load_state_dict(state["predictor"])
-    learner.detector.load_state_dict(state["detector"])
-    learner.updater.load_state_dict(state["updater"])
+    _load_memory(learner, state)
     log.info("starting from the memory of %s (%d MemUP updates there)", path,
              int(state["memup_updates"]))
     if learner.config.ppo.mode == "frozen" and learner.config.learner.init_memory_phase == 2:
-        learner.start_phase_two()
+        learner.two.start()
 
 
 class Checkpointer:
@@ -108,9 +113,10 @@ class Checkpointer:
         if not self.path.is_file():
             return False
         restore(self.learner, load_checkpoint(self.path, self.learner.device))
+        progress = self.learner.progress
         log.info("resumed from %s: phase %d, %d MemUP and %d PPO updates, versions %s",
-                 self.path, self.learner.phase, self.learner.memup_updates,
-                 self.learner.ppo_updates, self.learner.versions)
+                 self.path, progress.phase, progress.memup_updates, progress.ppo_updates,
+                 self.learner.publisher.versions)
         return True
 
     def maybe(self, now: bool = False) -> None:

@@ -131,7 +131,8 @@ class SegmentFeed:
                 self.said.warning(exc.reason, "refused a frame from a scorer: %s", exc)
                 continue
             if isinstance(msg, Segment):
-                self._file_segment(msg)
+                if self._same_rollout(msg):
+                    self._file_segment(msg)
             elif isinstance(msg, Rollout):
                 if msg.rollout_id in self.seen_rollouts or msg.rollout_id in self.taken:
                     self.metrics.segments_duplicate_total.inc()
@@ -141,6 +142,23 @@ class SegmentFeed:
                 self.received[msg.rollout_id] = msg
             else:
                 self.metrics.rejected_messages_total.labels(reason="unexpected_kind").inc()
+
+    def _same_rollout(self, seg: Segment) -> bool:
+        """Whether ``seg`` was cut with this learner's r; refuses (counts, logs) it if not.
+
+        A scorer run with another config would otherwise feed segments of another length
+        that :func:`collate` pads or cuts without a word. The lane's request stays open, so
+        it is asked again (maybe of another scorer) and nothing is acked or lost.
+        """
+        mine = self.config.memup.rollout
+        if seg.rollout == mine:
+            return True
+        self.metrics.segments_rollout_mismatch_total.inc()
+        self.said.warning("rollout_mismatch", "refused segment %s: the scorer cut it with "
+                          "memup.rollout=%d, this learner trains on memup.rollout=%d; run "
+                          "scorers and learner with the same config", seg.segment_id,
+                          seg.rollout, mine)
+        return False
 
     def _file_segment(self, seg: Segment) -> None:
         lane = self.lanes[seg.lane] if 0 <= seg.lane < len(self.lanes) else None
@@ -272,7 +290,9 @@ class SegmentFeed:
 
 def _as_slice(seg: Segment) -> LaneSlice:
     t = seg.targets
+    # No stored context: scorers mark episodes without one (only single-process runs'
+    # TargetRule(context=True) stores it), so no segment carries it.
     return LaneSlice(inputs=seg.arrays["inputs"], queries=seg.arrays["queries"],
                      pair_step=t["pair_step"], pair_target=t["pair_target"],
                      pair_queries=t["pair_queries"], pair_labels=t["pair_labels"],
-                     pair_context=t.get("pair_context"), offset=seg.offset)
+                     pair_context=None, offset=seg.offset)

@@ -41,45 +41,33 @@ def run_learner(config: ClusterConfig, stop: threading.Event, device: torch.devi
     learner = Learner(config, r, feed, metrics, run_log, stop, device)
     checkpointer = Checkpointer(learner, out, config.learner.checkpoint_every_s, metrics)
     resumed = checkpointer.resume()
-    learner.ledger.record("resumed", inc=feed.incarnation, u=learner.ppo_updates)
-    learner.sync_versions()
-    learner.keep_run_state(force=True)  # a fresh or emptied Redis gets the run's state back
+    learner.ledger.record("resumed", inc=feed.incarnation, u=learner.progress.ppo_updates)
+    learner.publisher.sync_versions()
+    learner.publisher.keep_run_state(force=True)  # a fresh or emptied Redis gets it back
     if not resumed and config.learner.init_memory:
         adopt_memory(learner, Path(config.learner.init_memory))
     learner.on_update = checkpointer.maybe
 
     def status() -> dict[str, float]:
-        return {"phase": learner.phase, "memup_updates": learner.memup_updates,
-                "memup_steps": learner.memup_steps,
-                "ppo_updates": learner.ppo_updates, "memory_accuracy": learner.memory_accuracy,
-                "success": (sum(learner.outcomes) / len(learner.outcomes)
-                            if learner.outcomes else 0.0),
-                "policy_version": learner.versions["policy"], "loss": learner.last_loss,
-                "lag": learner.last_lag, "metrics_port": port}
+        return {**learner.status(), "metrics_port": port}
 
     beat = start_status(r, config.run.name, "learner-0", status)
     log.info("learner on %s, metrics on :%d, run dir %s", device, port, out)
     try:
-        if learner.done:
-            log.info("this run is finished (its checkpoint says so); nothing to train. "
-                     "Start a new run with another run.name")
-        if learner.phase == 1 and not learner.done:
-            learner.run_phase_one()
-        if not stop.is_set() and not learner.done:
-            learner.run_phase_two()
+        learner.train()
     finally:
         feed.flush_acks()
         try:  # the count at the stop, if Redis still answers: a checkpoint never waits for it
-            learner.env_steps()
+            learner.publisher.env_steps()
         except ServiceUnavailable:
             pass
         checkpointer.save()
         beat.stop()
         feed.close()
-    if learner.done:
-        learner.set_control(done=1)
+    if learner.progress.done:
+        learner.publisher.set_control(done=1)
     write_curves(out)
-    if learner.done and config.learner.idle_when_done and not stop.is_set():
+    if learner.progress.done and config.learner.idle_when_done and not stop.is_set():
         log.info("run finished; results in %s. Waiting to be stopped "
                  "(learner.idle_when_done)", out)
         stop.wait()

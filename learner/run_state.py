@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import redis
@@ -37,6 +38,22 @@ PATIENT = RetryPolicy(attempts=sys.maxsize, base=0.1, cap=5.0)
 """The learner waits out any outage (until stopped): its work is worth more than a restart."""
 CHECK_EVERY_S = 1.0
 """How often :meth:`RunState.ensure` looks at the control hash (and reads the env steps)."""
+
+
+@dataclass
+class Progress:
+    """The run's progress as the learner counts it; kept in its checkpoint.
+
+    One object shared by both phases and the publisher: the publisher puts ``phase`` and
+    ``memup_steps`` back into Redis when Redis lost them.
+    """
+
+    phase: int  #: 1 memory only (MemUP), 2 policy (PPO; joint mode also trains the memory)
+    memup_updates: int = 0
+    memup_steps: int = 0  #: env steps trained on by MemUP updates (repeats counted)
+    ppo_updates: int = 0
+    env_steps_trained: int = 0  #: env steps trained on by PPO updates
+    done: bool = False  #: the run reached its goal or spent its budget
 
 
 class RunState:

@@ -205,7 +205,7 @@ class SegmentServer:
                    "pair_queries": piece.pair_queries, "pair_labels": piece.pair_labels}
         segment = Segment(segment_id=segment_id, lane=req.lane, episode=episode, offset=offset,
                           arrays={"inputs": piece.inputs, "queries": piece.queries},
-                          targets=targets, policy_version=0)
+                          targets=targets, policy_version=0, rollout=mem.rollout)
         # A retry of the lane's unanswered request, not two lanes on one episode start.
         if self.lane_served.get(req.lane) == segment_id and segment_id in self.unacked:
             self.metrics.segments_redelivered_total.inc()

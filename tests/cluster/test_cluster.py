@@ -101,7 +101,7 @@ def test_compose_up_is_healthy_reaches_phase_two_and_finishes(run1: Stack) -> No
     assert sum(s == "healthy" for s in states.values()) == 5, states  # redis, 2 actors, ...
     wait(lambda: run1.learner_said("phase II:"), 300, "phase II")
     phase2_s, t_phase2 = since(t0), time.time()
-    wait(lambda: run1.learner_said("learner.train: done: "), 300,
+    wait(lambda: run1.learner_said("learner.phase_two: done: "), 300,
          "the run to finish")
     done_s = since(t0)
 

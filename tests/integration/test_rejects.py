@@ -121,7 +121,7 @@ def test_segment_server_refuses_bad_frames_and_keeps_serving(scorer: Scorer) -> 
     valid = encode(SegmentRequest(lane=0, episode=None, offset=0, credit=1, acks=[]))
     segment_frame = encode(Segment(segment_id="s-1", lane=0, episode="good-0", offset=0,
                                    arrays={"inputs": np.zeros((2, 3), np.float32)},
-                                   targets={}, policy_version=0))
+                                   targets={}, policy_version=0, rollout=2))
     body = msgpack.unpackb(segment_frame)
     body["arrays"]["inputs"]["dtype"] = "object"
     object_dtype = msgpack.packb(body, use_bin_type=True)

@@ -11,9 +11,11 @@ as lost), then lets them through late, after the retried requests were answered.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
+import pytest
 import redis
 import zmq
 
@@ -226,3 +228,58 @@ def test_lanes_leave_episodes_at_the_horizon(
         server_stop.set()
         server_thread.join(5)
         feed.close()
+
+
+def test_segments_cut_with_another_rollout_are_refused(
+        redis_server: EmbeddedRedis, redis_client: redis.Redis,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A scorer run with ``memup.rollout`` 5 and a learner run with 6: the learner refuses
+    every segment (counted, one log line for all of them) and trains on none; a learner
+    with the scorer's r then gets full batches from the same server."""
+    r, run, url = redis_client, "feed-rollout-mismatch", redis_server.url
+    common = (f"memup.lanes={LANES}", "learner.request_timeout_s=0.3",
+              "scorer.bind_host=127.0.0.1", "scorer.advertise_host=127.0.0.1")
+    config = make_config(run, url, f"memup.rollout={ROLLOUT}", *common)
+    other = make_config(run, url, f"memup.rollout={ROLLOUT + 1}", *common)
+    played = play_episodes(config, 20, seed=23)
+    publish(r, config, played)
+    scorer_metrics, learner_metrics = ScorerMetrics(), LearnerMetrics()
+    _score_all(config, r, url, played, scorer_metrics)
+    server_stop = threading.Event()
+    server = SegmentServer(config, "scorer-0", connect(url), scorer_metrics, server_stop)
+    server_thread = threading.Thread(target=server.run, name="segment-server", daemon=True)
+    server_thread.start()
+    feed = SegmentFeed(other, connect(url), learner_metrics)
+    matching = SegmentFeed(config, connect(url), LearnerMetrics())
+
+    def refused() -> float:
+        name = "memup_learner_segments_rollout_mismatch_total"
+        return learner_metrics.registry.get_sample_value(name) or 0.0
+
+    def served() -> float:
+        return scorer_metrics.registry.get_sample_value("memup_scorer_segments_served_total")
+
+    try:
+        assert refused() == 0.0  # exported at 0 from the start
+        wait_for(lambda: feed.discover(force=True) == 1, 10, "the scorer's endpoint")
+        with caplog.at_level(logging.WARNING, logger="learner.feed"):
+            # Requests are retried every 0.3 s: each lane is served and refused repeatedly.
+            assert feed.next_batch(timeout_s=2.0) is None
+        assert refused() >= 2 * LANES and served() >= refused()
+        assert all(lane.segment is None and lane.last_episode is None for lane in feed.lanes)
+        assert feed.acks == []  # nothing trained on, nothing acked
+        said = [rec.getMessage() for rec in caplog.records if rec.name == "learner.feed"]
+        assert len(said) == 1, said
+        assert (f"memup.rollout={ROLLOUT}, this learner trains on memup.rollout={ROLLOUT + 1}"
+                in said[0])
+
+        count = refused()
+        wait_for(lambda: matching.discover(force=True) == 1, 10, "the scorer's endpoint")
+        batch = matching.next_batch(timeout_s=10)
+        assert batch is not None and tuple(batch.inputs.shape[:2]) == (LANES, ROLLOUT)
+        assert refused() == count
+    finally:
+        server_stop.set()
+        server_thread.join(5)
+        feed.close()
+        matching.close()

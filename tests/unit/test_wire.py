@@ -70,7 +70,7 @@ def test_encode_normalises_layout_and_byte_order() -> None:
         arrays={"strided": base[:, ::2], "transposed": base.T[:4], "big": base.astype(">i4"),
                 "empty": np.zeros((4, 0, 3), dtype=np.float32)},
         targets={"scalar": np.array(7, dtype=">u1"), "none": np.zeros(0, dtype=bool)},
-        policy_version=0,
+        policy_version=0, rollout=4,
     )
     got = decode(encode(msg))
     for key, array in {**msg.arrays, **msg.targets}.items():
@@ -101,13 +101,13 @@ def test_a_whole_float_sent_as_an_int_decodes_as_a_float() -> None:
 # ---------------------------------------------------------------- pinned bytes
 
 GOLDEN_MARK = bytes.fromhex(
-    "86a17603a16ba46d61726ba7657069736f6465a465702d31a8737572707269736583a56474797065a7666c6f"
+    "86a17604a16ba46d61726ba7657069736f6465a465702d31a8737572707269736583a56474797065a7666c6f"
     "61743332a573686170659103a464617461c40c0000803f000000bf00000000a77461726765747383a5647479"
     "7065a5696e743634a57368617065920301a464617461c4180000000000000000020000000000000002000000"
     "00000000ae73636f7265725f76657273696f6e03"
 )
 GOLDEN_EPISODE_DONE = bytes.fromhex(
-    "88a17603a16bac657069736f64655f646f6e65a7657069736f6465a465702d32a56163746f72a3612d31a66c"
+    "88a17604a16bac657069736f64655f646f6e65a7657069736f6465a465702d32a56163746f72a3612d31a66c"
     "656e67746807a672657475726ecb3ff8000000000000ae706f6c6963795f76657273696f6e03a9667261676d"
     "656e747302"
 )
@@ -132,7 +132,7 @@ def test_frame_layout_is_the_documented_one() -> None:
                                               policy_version=0, fragments=1)))
     assert list(body) == ["v", "k", "episode", "actor", "length", "return", "policy_version",
                           "fragments"]
-    assert body["v"] == SCHEMA_VERSION == 3 and body["k"] == "episode_done"
+    assert body["v"] == SCHEMA_VERSION == 4 and body["k"] == "episode_done"
     array = msgpack.unpackb(encode(golden_mark()))["targets"]
     assert array == {"dtype": "int64", "shape": [3, 1],
                      "data": np.array([0, 2, 2], dtype="<i8").tobytes()}
@@ -154,8 +154,21 @@ def test_invalid_messages_cannot_be_built() -> None:
     with pytest.raises(ValueError, match="Mark"):
         Mark(episode="e", surprise=np.zeros(3), targets=np.zeros((3, 1), np.int64),
              scorer_version=0)
+    with pytest.raises(ValueError, match=r"rollout must be >= 1"):
+        Segment(segment_id="s", lane=0, episode="e", offset=0, arrays={"x": np.zeros(2)},
+                targets={}, policy_version=0, rollout=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         fragment().index = 3  # type: ignore[misc]
+
+
+def test_a_segment_carries_the_rollout_it_was_cut_with() -> None:
+    msg = Segment(segment_id="s", lane=1, episode="e", offset=10, arrays={"x": np.zeros(3)},
+                  targets={}, policy_version=0, rollout=8)
+    body = msgpack.unpackb(encode(msg))
+    assert body["rollout"] == 8 and list(body)[-1] == "rollout"
+    del body["rollout"]  # a segment of schema 3, which had no r: refused, never guessed
+    with pytest.raises(MalformedFrame, match="lacks field 'rollout'"):
+        decode(msgpack.packb({**body, "v": SCHEMA_VERSION}, use_bin_type=True))
 
 
 def test_encode_rejects_what_is_not_a_message_or_has_wrong_types() -> None:

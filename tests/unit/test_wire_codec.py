@@ -39,7 +39,7 @@ def image_fragment(steps: int = 16, seed: int = 0) -> Fragment:
 
 def segment(**arrays: np.ndarray) -> Segment:
     return Segment(segment_id="s-1", lane=0, episode="ep-1", offset=0, arrays=arrays,
-                   targets={}, policy_version=0)
+                   targets={}, policy_version=0, rollout=max(map(len, arrays.values())))
 
 
 def codecs_of(frame: bytes, field: str = "arrays") -> dict[str, str | None]:

@@ -178,7 +178,7 @@ def test_disallowed_dtypes_are_rejected_on_decode(dtype: str) -> None:
                          ids=lambda a: str(a.dtype))
 def test_disallowed_dtypes_are_rejected_on_encode(array: np.ndarray) -> None:
     msg = Segment(segment_id="s", lane=0, episode="e", offset=0, arrays={"x": array},
-                  targets={}, policy_version=0)
+                  targets={}, policy_version=0, rollout=len(array))
     with pytest.raises(DisallowedDtype, match=r"segment\.arrays"):
         encode(msg)
 

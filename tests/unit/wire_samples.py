@@ -56,7 +56,7 @@ def one_of_each() -> list[Any]:
                 targets={"indices": np.full((6, 2), 9, dtype=np.int64),
                          "weight": np.ones((6, 2), dtype=np.float64),
                          "mask": np.ones((6, 2), dtype=np.int8), "scale": np.array(2.0)},
-                policy_version=4),
+                policy_version=4, rollout=8),
         RolloutRequest(credit=4, acks=["1700000000000-0"], policy_version=9, max_lag=2),
         Rollout(rollout_id="1700000000000-1", episode="ep-8",
                 arrays={"actions": np.arange(3, dtype=np.int64),
