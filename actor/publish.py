@@ -121,7 +121,7 @@ class FragmentPublisher(threading.Thread):
         self._next_check = time.monotonic() + 0.5
         try:
             phase, trained = self.r.hmget(keys.control_key(self.run_id),
-                                          ["phase", "trained_steps"])
+                                          [keys.CONTROL_PHASE, keys.CONTROL_TRAINED_STEPS])
             produced = self.r.get(keys.env_steps_key(self.run_id))
             ppo_phase = phase == b"2"  # PPO consumes the episodes (all modes)
             group = keys.PPO_GROUP if ppo_phase else keys.SCORERS_GROUP

@@ -170,6 +170,13 @@ def control_key(run: str) -> str:
     return f"{prefix(run)}control"
 
 
+#: Fields of :func:`control_key`'s hash.
+CONTROL_PHASE = "phase"
+CONTROL_TRAINED_STEPS = "trained_steps"
+CONTROL_DONE = "done"
+CONTROL_FIELDS = (CONTROL_PHASE, CONTROL_TRAINED_STEPS, CONTROL_DONE)
+
+
 def env_steps_key(run: str) -> str:
     """Counter of the env steps every actor of the run has published (actors ``INCRBY`` it
     with each finished episode; the budget and phase I's rate limit read it)."""

@@ -87,7 +87,10 @@ class RunState:
         return self.env_steps_seen
 
     def set_control(self, **fields: int) -> None:
-        """Sets fields of the control hash (phase, trained_steps, done)."""
+        """Sets fields of the control hash (``keys.CONTROL_FIELDS``)."""
+        unknown = set(fields) - set(keys.CONTROL_FIELDS)
+        if unknown:  # a typo would write a field no reader looks at
+            raise ValueError(f"not fields of the control hash: {sorted(unknown)}")
         self.call(lambda: self.r.hset(keys.control_key(self.run), mapping=fields),
                   "writing the control hash")
 
@@ -99,7 +102,8 @@ class RunState:
             return False
         self.next_check = now + CHECK_EVERY_S
         control = keys.control_key(self.run)
-        if not self.call(lambda: self.r.hsetnx(control, "phase", phase), "checking the phase"):
+        if not self.call(lambda: self.r.hsetnx(control, keys.CONTROL_PHASE, phase),
+                         "checking the phase"):
             self.env_steps()
             return False
         carried = self.env_steps_seen

@@ -123,7 +123,7 @@ class ScoringLoop:
         stats = stream_stats(self.r, self.stream, keys.SCORERS_GROUP)
         self.metrics.stream_length_entries.labels(stream="episodes").set(stats["length"])
         self.metrics.stream_pending_entries.labels(group=keys.SCORERS_GROUP).set(stats["pending"])
-        phase = self.r.hget(keys.control_key(self.run_id), "phase")
+        phase = self.r.hget(keys.control_key(self.run_id), keys.CONTROL_PHASE)
         self.phase = int(phase) if phase else 1
 
     def _note(self, result) -> None:  # type: ignore[no-untyped-def]

@@ -250,7 +250,7 @@ class SegmentServer:
         """Whether the run is in phase II (re-read from Redis at most once a second)."""
         now = time.monotonic()
         if now - self.phase_read >= PHASE_CHECK_S:
-            raw = self.r.hget(keys.control_key(self.run_id), "phase")
+            raw = self.r.hget(keys.control_key(self.run_id), keys.CONTROL_PHASE)
             self.phase, self.phase_read = int(raw or 0), now
         return self.phase == 2
 

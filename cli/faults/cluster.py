@@ -211,7 +211,7 @@ class Cluster:
 
     def phase(self) -> int:
         """The run's phase from the control hash (0: not set yet)."""
-        return int(self.redis().hget(keys.control_key(self.name), "phase") or 0)
+        return int(self.redis().hget(keys.control_key(self.name), keys.CONTROL_PHASE) or 0)
 
     def wait_phase(self, phase: int, records: int = 1, timeout_s: float = 150.0) -> bool:
         """Waits until the learner logged ``records`` records of ``phase`` (it trains)."""

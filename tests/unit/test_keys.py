@@ -83,3 +83,22 @@ def test_invalid_consumer_names_are_refused(role: Any, replica: Any) -> None:
 def test_invalid_metric_names_are_refused(name: Any) -> None:
     with pytest.raises(ValueError, match="metric name"):
         keys.metric_name("scorer", name)
+
+
+def test_the_learner_writes_only_fields_of_the_control_hash() -> None:
+    """Readers look fields up by ``keys.CONTROL_*``; a field under another name would be
+    written and never read."""
+    import threading
+    from unittest import mock
+
+    from common.config import ClusterConfig
+    from learner.run_state import RunState
+
+    r = mock.Mock()
+    state = RunState(ClusterConfig(), r, mock.Mock(), threading.Event(), mock.Mock())
+    state.set_control(phase=2, trained_steps=5, done=1)
+    r.hset.assert_called_once_with(keys.control_key(ClusterConfig().run.name),
+                                   mapping={"phase": 2, "trained_steps": 5, "done": 1})
+    with pytest.raises(ValueError, match="stage"):
+        state.set_control(stage=2)
+    assert set(keys.CONTROL_FIELDS) == {"phase", "trained_steps", "done"}
