@@ -27,7 +27,6 @@ from common.wire_codec import WireCodec
 
 log = logging.getLogger(__name__)
 
-EPISODE_FIELD = b"msg"
 """Field of an episodes-stream entry holding the encoded :class:`EpisodeDone`."""
 
 
@@ -152,7 +151,8 @@ class FragmentPublisher(threading.Thread):
                 # A run-wide step count: the budget and the rate limit read it.
                 pipe.incrby(keys.env_steps_key(self.run_id), done.length)
                 episodes.append((done.episode, len(pipe.command_stack)))
-                pipe.xadd(keys.episodes_stream(self.run_id), {EPISODE_FIELD: encode(done, limit)},
+                pipe.xadd(keys.episodes_stream(self.run_id),
+                          {keys.STREAM_FIELD: encode(done, limit)},
                           maxlen=self.config.redis.stream_maxlen, approximate=True)
         replies = pipe.execute()
         for episode, at in episodes:

@@ -170,6 +170,9 @@ def control_key(run: str) -> str:
     return f"{prefix(run)}control"
 
 
+#: The one field of an episodes-stream entry: the encoded ``EpisodeDone`` frame.
+STREAM_FIELD = b"msg"
+
 #: Fields of :func:`control_key`'s hash.
 CONTROL_PHASE = "phase"
 CONTROL_TRAINED_STEPS = "trained_steps"

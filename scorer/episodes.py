@@ -107,7 +107,7 @@ def load_done(r: redis.Redis, run: str, fields: dict[bytes, bytes], max_frame_by
     Raises:
         WireError: the entry is not an :class:`EpisodeDone` frame.
     """
-    frame = fields.get(b"msg")
+    frame = fields.get(keys.STREAM_FIELD)
     if frame is None:
         raise _NotDone("episodes-stream entry without a 'msg' field")
     msg = decode(frame, max_frame_bytes)

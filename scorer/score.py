@@ -219,5 +219,5 @@ class ScoringLoop:
         self.said.warning(reason, "episodes-stream entry %s refused (%s): %s; moved to the "
                           "dead-letter stream", entry_id, reason, exc)
         dead_letter(self.r, self.config, source="episodes", entry=entry_id, reason=reason,
-                    detail=str(exc), frame=fields.get(b"msg", b""))
+                    detail=str(exc), frame=fields.get(keys.STREAM_FIELD, b""))
         ack(self.r, self.stream, keys.SCORERS_GROUP, [entry_id])

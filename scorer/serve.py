@@ -315,7 +315,7 @@ class SegmentServer:
                 return False
             steps = load_steps(self.r, self.run_id, done, self.limit)
         except WireError as exc:
-            self._refuse(peer, fields.get(b"msg", b""), exc.reason, str(exc))
+            self._refuse(peer, fields.get(keys.STREAM_FIELD, b""), exc.reason, str(exc))
             ack(self.r, self.stream, keys.PPO_GROUP, [entry_id])
             return False
         except EpisodeUnavailable as exc:

@@ -185,7 +185,7 @@ def flood_episodes(url: str, run: str, entries: int = 12_000, size: int = 64 * 1
         for start in range(0, entries, 100):
             pipe = r.pipeline(transaction=False)
             for i in range(start, min(start + 100, entries)):
-                pipe.xadd(stream, {"msg": i.to_bytes(4, "big") + garbage[4:]},
+                pipe.xadd(stream, {keys.STREAM_FIELD: i.to_bytes(4, "big") + garbage[4:]},
                           maxlen=maxlen, approximate=True)
             pipe.execute()
     finally:

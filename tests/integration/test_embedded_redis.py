@@ -202,3 +202,14 @@ def test_a_server_left_by_a_killed_parent_is_stopped_first(tmp_path: Path) -> No
     finally:
         if process_running(orphan):
             os.kill(orphan, signal.SIGKILL)
+
+
+def test_embedded_server_starts_in_a_relative_data_dir(tmp_path, monkeypatch) -> None:
+    """`memup up` hands ``runs/<run>/redis`` (relative): the server must still find its log."""
+    monkeypatch.chdir(tmp_path)
+    server = EmbeddedRedis(data_dir="runs/r/redis", appendonly=True).start()
+    try:
+        assert redis.Redis.from_url(server.url).ping()
+        assert (tmp_path / "runs/r/redis/redis.log").exists()
+    finally:
+        server.stop()

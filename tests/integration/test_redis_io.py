@@ -212,13 +212,3 @@ def test_with_retry_rides_out_a_restart() -> None:
         assert kinds and set(kinds) <= {"connection", "loading"}
         assert client.get("before") is None  # the restarted server started empty
 
-
-def test_embedded_server_starts_in_a_relative_data_dir(tmp_path, monkeypatch) -> None:
-    """`memup up` hands ``runs/<run>/redis`` (relative): the server must still find its log."""
-    monkeypatch.chdir(tmp_path)
-    server = EmbeddedRedis(data_dir="runs/r/redis", appendonly=True).start()
-    try:
-        assert redis.Redis.from_url(server.url).ping()
-        assert (tmp_path / "runs/r/redis/redis.log").exists()
-    finally:
-        server.stop()

@@ -20,7 +20,6 @@ import pytest
 import redis
 import zmq
 
-from actor.publish import EPISODE_FIELD
 from common import keys
 from common.embedded_redis import EmbeddedRedis
 from common.metrics import ScorerMetrics
@@ -188,14 +187,14 @@ def test_bad_episode_entries_are_counted_dead_lettered_and_acked(scorer: Scorer)
     # An episode whose fragment list holds a frame that is not msgpack.
     r.rpush(keys.fragments_key(RUN, done2.episode), b"\xc1 not a fragment")
     entries: list[tuple[dict[bytes, bytes], str, str]] = [
-        ({EPISODE_FIELD: random.Random(1).randbytes(64)}, REJECTED, "malformed"),
+        ({keys.STREAM_FIELD: random.Random(1).randbytes(64)}, REJECTED, "malformed"),
         ({b"other": good_frame}, REJECTED, "malformed"),
-        ({EPISODE_FIELD: tamper(good_frame, v=SCHEMA_VERSION + 1)}, REJECTED, "schema_version"),
-        ({EPISODE_FIELD: encode(frags[0])}, REJECTED, "malformed"),  # a Fragment, not a done
-        ({EPISODE_FIELD: tamper(good_frame, pad=b"\0" * LIMIT)}, REJECTED, "too_large"),
-        ({EPISODE_FIELD: good_frame}, DROPPED, "missing"),  # its fragments never came
-        ({EPISODE_FIELD: encode(torn)}, DROPPED, "incomplete"),
-        ({EPISODE_FIELD: encode(done2)}, REJECTED, "malformed"),
+        ({keys.STREAM_FIELD: tamper(good_frame, v=SCHEMA_VERSION + 1)}, REJECTED, "schema_version"),
+        ({keys.STREAM_FIELD: encode(frags[0])}, REJECTED, "malformed"),  # a Fragment, not a done
+        ({keys.STREAM_FIELD: tamper(good_frame, pad=b"\0" * LIMIT)}, REJECTED, "too_large"),
+        ({keys.STREAM_FIELD: good_frame}, DROPPED, "missing"),  # its fragments never came
+        ({keys.STREAM_FIELD: encode(torn)}, DROPPED, "incomplete"),
+        ({keys.STREAM_FIELD: encode(done2)}, REJECTED, "malformed"),
     ]
     before = {name: scorer.counts(name) for name in (REJECTED, DROPPED)}
     letters_before = scorer.dead_letter_reasons("episodes")

@@ -16,7 +16,6 @@ import time
 
 import redis
 
-from actor.publish import EPISODE_FIELD
 from common import keys
 from common.embedded_redis import EmbeddedRedis
 from common.metrics import ScorerMetrics
@@ -50,7 +49,7 @@ def _pending_episodes(r: redis.Redis, run: str, consumer: str) -> list[str]:
     out = []
     for row in rows:
         entry = r.xrange(stream, row["message_id"], row["message_id"])
-        done = decode(entry[0][1][EPISODE_FIELD])
+        done = decode(entry[0][1][keys.STREAM_FIELD])
         assert isinstance(done, EpisodeDone)
         out.append(done.episode)
     return out
@@ -110,7 +109,7 @@ def test_scorer_restarted_after_sigkill_scores_every_episode_exactly_once(
         again = sorted(scored_at_kill)[:5]
         by_id = {done.episode: done for _, done in episodes}
         for episode in again:
-            r.xadd(keys.episodes_stream(run), {EPISODE_FIELD: encode(by_id[episode])})
+            r.xadd(keys.episodes_stream(run), {keys.STREAM_FIELD: encode(by_id[episode])})
 
         # The dead process's endpoint key would expire within scorer.endpoint_ttl_s; gone
         # now, it tells when the new process is up.
