@@ -170,7 +170,7 @@ class MemupConfig:
     lr: float = UpdateConfig.lr
     ema_decay: float = UpdateConfig.ema_decay
     target_accuracy: float = 0.99  #: phase I ends when the detector's accuracy reaches this
-    accuracy_episodes: int = 100  #: fresh episodes the accuracy is measured on (newest)
+    accuracy_outcomes: int = 100  #: newest scored outcomes it is measured on
     max_updates: int = 20_000  #: phase I budget
     publish_every: int = 25  #: detector weights published every this many updates
     min_replay: int = 64  #: episodes in the window before training starts

@@ -22,6 +22,9 @@ CLUSTER: dict[tuple[str, str], Renamed] = {
     # a bool for all envs became the share of envs (the shipped configs said false)
     ("task", "data_floor_damage"): Renamed(
         "data_floor_damage_share", "a share of the envs: false is 0.0, true is 1.0"),
+    # it always counted outcomes, which are episodes only where a task has one an episode
+    ("memup", "accuracy_episodes"): Renamed(
+        "accuracy_outcomes", "the newest scored outcomes; some tasks have many an episode"),
 }
 
 #: ``memup train copy`` / ``scattered-copy`` flags and config keys: old -> what replaced it.

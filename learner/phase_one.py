@@ -101,12 +101,12 @@ class PhaseOne:
         return stats
 
     def detector_accuracy(self) -> tuple[float, int]:
-        """The EMA detector's accuracy on the final step of the newest fresh episodes, and n.
+        """The EMA detector's accuracy on the newest scored outcomes of fresh episodes, and n.
 
         Outcomes scored by older detector versions stay in the window: the detector only
         improves, so they can only make the measurement stricter.
         """
-        key, n = keys.outcomes_key(self.config.run.name), self.config.memup.accuracy_episodes
+        key, n = keys.outcomes_key(self.config.run.name), self.config.memup.accuracy_outcomes
         raw = self.state.call(lambda: self.r.lrange(key, 0, n - 1), "reading outcomes")
         picked = [int(v.split(b":")[1]) for v in raw]
         return (sum(picked) / len(picked) if picked else 0.0), len(picked)
@@ -141,7 +141,7 @@ class PhaseOne:
                 self.metrics.memory_accuracy_ratio.set(accuracy)
                 self.run_log.log({"phase": 1, "update": progress.memup_updates, **stats,
                                   "memory_accuracy": accuracy, "scored": n})
-                if n >= m.accuracy_episodes and accuracy >= m.target_accuracy:
+                if n >= m.accuracy_outcomes and accuracy >= m.target_accuracy:
                     log.info("phase I done: detector accuracy %.3f on %d fresh episodes "
                              "after %d updates", accuracy, n, progress.memup_updates)
                     break

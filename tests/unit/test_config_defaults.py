@@ -181,3 +181,13 @@ def test_the_configuration_page_lists_every_key_with_its_default() -> None:
     actual = {(name, key): value for name, table in config.to_dict().items()
               for key, value in table.items()}
     assert documented == actual
+
+
+def test_accuracy_episodes_is_now_accuracy_outcomes() -> None:
+    """It always counted scored outcomes (many an episode for some tasks): a config that still
+    says episodes stops with the new name instead of being read with a surprising meaning."""
+    with pytest.raises(ConfigError, match=r"\[memup\] accuracy_episodes was renamed to "
+                                          r"\[memup\] accuracy_outcomes"):
+        load_config(overrides=["memup.accuracy_episodes=100"], environ={})
+    assert load_config(overrides=["memup.accuracy_outcomes=7"],
+                       environ={}).memup.accuracy_outcomes == 7

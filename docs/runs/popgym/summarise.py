@@ -1,8 +1,8 @@
 """Prints the POPGym table of docs/results.md from the run logs beside this file.
 
-Per run: env steps and PPO updates at the end (and when PPO began), the best mean return over any 7 consecutive
-PPO batches (224 training episodes; POPGym's MMER takes the best batch mean), and
-`memup eval` on 200 fresh episodes. Usage: python3 docs/runs/popgym/summarise.py
+Per run: env steps and PPO updates at the end (and when PPO began), the best mean return
+over any 7 consecutive PPO batches (224 training episodes; POPGym's MMER takes the best
+batch mean), and `memup eval` on 200 fresh episodes. Usage: python3 docs/runs/popgym/summarise.py
 """
 from __future__ import annotations
 
