@@ -1,5 +1,9 @@
 """``memup bench env``: raw env steps/s and frames/s under random actions, and what such a
-policy gets per episode (return; Two-Colors: items picked up).
+policy gets per episode (return, and what the task adds: Two-Colors, items picked up).
+
+Any task runs (``--env``: a registered name, ``gym:<id>`` or ``<module>:<callable>``), built
+through the task registry from the task's benchmark config (:attr:`tasks.base.Task.
+bench_config`) with ``--set`` overrides; its envs are the ones the policy plays.
 
 All envs step round-robin in this one process. ViZDoom runs each game in a child process
 (``vizdoom``) that waits while Python works, so the run is about one core busy at a time;
@@ -13,6 +17,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +28,8 @@ EXAMPLES = """examples:
   memup bench env                                  # Two-Colors standard, 1 env, 5,000 steps
   memup bench env --env two-colors --envs 2 --steps 3000 --json
   memup bench env --env two-colors --variant delay --frame-skip 4
-  memup bench env --env tmaze --steps 100000
+  memup bench env --env tmaze --steps 100000 --set task.length=1000
+  memup bench env --env gym:popgym:popgym-RepeatPreviousEasy-v0 --steps 2000
   # what phase II's starting policy picks up: per-step forward-weighted actions
   memup bench env --steps 10000 --action-weights 1,1,4,0.25,2,0.25,2,0.25
 """
@@ -35,14 +41,19 @@ def add_env_bench_parser(kinds: argparse._SubParsersAction) -> None:
         "env", formatter_class=HelpFormatter, epilog=EXAMPLES,
         help="raw env agent steps/s and frames/s per core under random actions",
         description=__doc__.split("\n\n", 1)[1].replace("``", ""))
-    p.add_argument("--env", default="two-colors", choices=["two-colors", "tmaze"],
-                   help="the environment")
+    p.add_argument("--env", default="two-colors",
+                   help="the task (task.env): two-colors, tmaze, gym:<id>, <module>:<callable>")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value of the task, e.g. --set task.length=100")
     p.add_argument("--steps", type=int, default=5000, help="agent steps per env")
     p.add_argument("--envs", type=int, default=1, help="envs stepped round-robin")
-    p.add_argument("--variant", default="standard", choices=["standard", "hard", "delay"],
-                   help="Two-Colors variant")
-    p.add_argument("--frame-skip", type=int, default=2, help="Two-Colors tics per agent step")
-    p.add_argument("--length", type=int, default=100, help="T-Maze corridor length")
+    p.add_argument("--variant", choices=["standard", "hard", "delay"],
+                   help="task.variant (Two-Colors)")
+    p.add_argument("--frame-skip", type=int, default=None,
+                   help="engine tics per agent step (Two-Colors; default: the task's)")
+    p.add_argument("--length", type=int, default=None,
+                   help="task.length: T-Maze corridor length (default 100), Two-Colors "
+                        "episode limit in agent steps (default 1050)")
     p.add_argument("--seed", type=int, default=0, help="seeds the envs and the actions")
     p.add_argument("--action-weights", default="",
                    help="relative weight of each action (default uniform), e.g. "
@@ -67,24 +78,57 @@ def _cpu_seconds() -> float:
     return total
 
 
-def _make_envs(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
-    if args.env == "tmaze":
-        from tasks.tmaze.env import TMazeEnv
+def bench_config(env: str, overrides: list[str]):  # type: ignore[no-untyped-def]
+    """The config a benchmark of task ``env`` runs: the task's :attr:`~tasks.base.Task.
+    bench_config` file and :attr:`~tasks.base.Task.bench_overrides`, then ``overrides``.
 
-        envs = [TMazeEnv(mode="LNR", length=args.length) for _ in range(args.envs)]
-        return envs, {"length": args.length, "frame_skip": 1, "resolution": None}
-    from tasks.two_colors.env import FRAME_SHAPE, TwoColorsEnv
+    Raises:
+        SystemExit: ``env`` names no task, or an override does not apply.
+    """
+    from common.config import ConfigError, load_config
+    from tasks.registry import task_class
 
-    envs = [TwoColorsEnv(variant=args.variant, frame_skip=args.frame_skip, seed=args.seed + i)
-            for i in range(args.envs)]
-    return envs, {"variant": args.variant, "frame_skip": args.frame_skip,
-                  "resolution": "320x180 rendered, area-resized to "
-                                f"{FRAME_SHAPE[2]}x{FRAME_SHAPE[1]} RGB"}
+    try:
+        cls = task_class(env)
+        path = None if cls.bench_config is None else \
+            Path(__file__).resolve().parents[1] / "configs" / cls.bench_config
+        return path, load_config(path, [f"task.env={env}", *cls.bench_overrides, *overrides],
+                                 environ={})
+    except ConfigError as error:
+        raise SystemExit(f"memup bench: {error}") from None
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+def _make_envs(args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, Any]]:
+    from common.config import ConfigError
+    from tasks.registry import task_for
+
+    overrides = list(args.overrides)
+    if args.variant is not None:
+        overrides.append(f"task.variant={args.variant}")
+    if args.length is not None:
+        overrides.append(f"task.length={args.length}")
+    _, config = bench_config(args.env, overrides)
+    try:
+        task = task_for(config)
+    except ConfigError as error:
+        raise SystemExit(f"memup bench: {error}") from None
+    if args.frame_skip is not None:
+        if args.frame_skip < 1:
+            raise SystemExit("--frame-skip must be >= 1")
+        if task.frame_skip == 1 and args.frame_skip != 1:
+            raise SystemExit(f"--frame-skip: task {args.env!r} has no frame skip")
+        task.frame_skip = args.frame_skip
+    envs = [task.make_env(slot, data_policy=False) for slot in range(args.envs)]
+    return task, envs, {"length": config.task.length, "frame_skip": task.frame_skip,
+                        **task.bench_conditions()}
+
+
+def measure(args: argparse.Namespace, keys: dict[str, list[str]] | None = None
+            ) -> dict[str, Any]:
     """Steps every env ``args.steps`` times with random actions; returns rates and what the
-    ended episodes got."""
+    ended episodes got. ``keys`` gets the result's task-specific keys: ``"conditions"``
+    (:meth:`~tasks.base.Task.bench_conditions`) and ``"episodes"``
+    (:meth:`~tasks.base.Task.bench_episodes`)."""
     from actor.random_policy import RandomActions
     from common.config import ConfigError, action_weights
 
@@ -94,8 +138,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         weights = action_weights(args.action_weights, "--action-weights")
     except ConfigError as error:
         raise SystemExit(str(error)) from None
-    envs, conditions = _make_envs(args)
-    episodes = Episodes()
+    task, envs, conditions = _make_envs(args)
+    returns_ended: list[float] = []
+    infos: list[dict[str, Any]] = []
     try:
         for i, env in enumerate(envs):
             env.reset(seed=args.seed + i)
@@ -114,7 +159,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 returns[i] += reward
                 first[i] = terminated or truncated
                 if first[i]:
-                    episodes.add(returns[i], info)
+                    returns_ended.append(float(returns[i]))
+                    infos.append(info)
                     returns[i] = 0.0
                     env.reset()
         wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
@@ -125,9 +171,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 close()
     steps = args.steps * len(envs)
     skip = conditions["frame_skip"]
+    extras = task.bench_episodes(infos)
+    if keys is not None:
+        keys["conditions"] = [k for k in conditions if k not in ("length", "frame_skip")]
+        keys["episodes"] = list(extras)
     return {"env": args.env, **conditions, "envs": len(envs), "agent_steps": steps,
             "action_weights": list(weights) or "uniform", "hold": args.hold,
-            **episodes.summary(),
+            "episodes_ended": len(returns_ended),
+            "mean_return": round(float(np.mean(returns_ended)), 3) if returns_ended else None,
+            **extras,
             "wall_seconds": round(wall, 3),
             "cpu_seconds": round(cpu, 3), "cpu_count": os.cpu_count(),
             "steps_per_s_wall": round(steps / wall, 1),
@@ -136,45 +188,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "frames_per_s_per_core": round(steps * skip / max(cpu, 1e-9), 1)}
 
 
-class Episodes:
-    """What the ended episodes got: return and, in Two-Colors, items picked up."""
-
-    def __init__(self) -> None:
-        self.returns: list[float] = []
-        self.good = self.bad = 0
-
-    def add(self, episode_return: float, info: dict[str, Any]) -> None:
-        """Counts one ended episode from its return and its last step's info."""
-        self.returns.append(float(episode_return))
-        self.good += int(info.get("good_pickups", 0))
-        self.bad += int(info.get("bad_pickups", 0))
-
-    def summary(self) -> dict[str, Any]:
-        """Episode count, mean return, pickups per episode and the good share (None where
-        no episode or no pickup ended)."""
-        n = len(self.returns)
-        pickups = self.good + self.bad
-        return {"episodes_ended": n,
-                "mean_return": round(float(np.mean(self.returns)), 3) if n else None,
-                "pickups_per_episode": round(pickups / n, 3) if n else None,
-                "good_pickup_share": round(self.good / pickups, 3) if pickups else None}
-
-
 def run_env_bench(args: argparse.Namespace) -> int:
     """Prints the measurement as a table, or as JSON with ``--json``."""
-    result = measure(args)
+    keys: dict[str, list[str]] = {}
+    result = measure(args, keys)
     if args.json:
         print(json.dumps(result))
         return 0
-    what = (f"Two-Colors {result['variant']}, {result['resolution']}, "
-            f"frame skip {result['frame_skip']}" if args.env == "two-colors"
-            else f"T-Maze-LNR-{result['length']}")
+    what = ", ".join([f"{result['env']}", f"length {result['length']}",
+                      *(f"{key} {result[key]}" for key in keys["conditions"]),
+                      f"frame skip {result['frame_skip']}"])
     print(f"{what}; {result['envs']} env(s), {result['agent_steps']} agent steps, "
           f"{result['cpu_count']} CPUs; actions {result['action_weights']}, held "
           f"1..{result['hold']} steps")
     print(f"{result['episodes_ended']} episodes ended: mean return {result['mean_return']}"
-          + (f", {result['pickups_per_episode']} pickups per episode (good share "
-             f"{result['good_pickup_share']})" if args.env == "two-colors" else ""))
+          + "".join(f", {key.replace('_', ' ')} {result[key]}" for key in keys["episodes"]))
     print(f"{'rate':<22} {'wall':>10} {'per core':>10}")
     for name, key in (("agent steps/s", "steps_per_s"), ("frames/s", "frames_per_s")):
         print(f"{name:<22} {result[key + '_wall']:>10.0f} {result[key + '_per_core']:>10.0f}")

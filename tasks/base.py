@@ -15,11 +15,14 @@ A role builds the run's task once with :func:`tasks.registry.task_for` and then 
 task says otherwise). Vector tasks encode steps as float32 rows (:mod:`memup.encoding`),
 image tasks as uint8 records (:mod:`tasks.frames`). Optional extras have defaults that do
 nothing: :meth:`Task.rollout_stats` (what PPO logs beside the return) and
-:meth:`Task.episode_stats` (what ``memup eval`` reports per episode).
+:meth:`Task.episode_stats` (what ``memup eval`` reports per episode), the benchmarks'
+:attr:`Task.bench_config` and :meth:`Task.bench_episodes`, and :meth:`Task.memory_probe`
+(``memup probe``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +86,14 @@ class Task:
     #: phase I's random data policy plays envs unlike the policy's (actors swap their envs
     #: when the first policy arrives)
     swaps_data_envs: bool = False
+    #: engine frames (tics) an env simulates per agent step: frames = steps x frame_skip
+    #: (``memup bench``)
+    frame_skip: int = 1
+    #: the file under ``configs/`` the benchmarks (``memup bench env`` / ``pipeline``) start
+    #: from, None: the config defaults; :attr:`bench_overrides` then apply, flags after them
+    bench_config: str | None = None
+    #: ``key=value`` overrides the benchmarks apply on :attr:`bench_config`
+    bench_overrides: tuple[str, ...] = ()
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
@@ -221,3 +232,19 @@ class Task:
         """Task measures of one evaluated episode from its env's final ``info``."""
         del info
         return {}
+
+    def bench_conditions(self) -> dict[str, Any]:
+        """What ``memup bench env`` reports of the env beside length and frame skip."""
+        return {}
+
+    def bench_episodes(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
+        """Task measures of the episodes ``memup bench env``'s random policy ended, from
+        their final ``info``s (None where no episode ended)."""
+        del infos
+        return {}
+
+    def memory_probe(self) -> Callable[[Any, ClusterConfig, dict[str, Any]], int] | None:
+        """``memup probe``'s probe of this task's memory, or None where it defines none:
+        ``probe(args, config, state)`` gets the parsed command line, the run's config and
+        its checkpoint state and returns the exit code."""
+        return None

@@ -20,6 +20,7 @@ class TMazeTask(Task):
     """``task.env = "tmaze"``: ``task.mode`` (L, LN, LR, LNR) and ``task.length``."""
 
     spec = TaskSpec((OBS_DIM,), "float32", N_ACTIONS)
+    bench_overrides = ("task.length=100",)
 
     def make_env(self, slot: int = 0, data_policy: bool = False) -> gymnasium.Env:
         del slot, data_policy

@@ -37,6 +37,8 @@ class TwoColorsTask(Task):
     rewards from ``task.outcome_skip`` steps on."""
 
     spec = TaskSpec(FRAME_SHAPE, "uint8", N_ACTIONS)
+    frame_skip = 2
+    bench_config = "up_two_colors.toml"
 
     def __init__(self, config: ClusterConfig) -> None:
         super().__init__(config)
@@ -53,7 +55,8 @@ class TwoColorsTask(Task):
         damage = data_slot_damaged(task.data_floor_damage_share, slot) if data_policy \
             else task.floor_damage
         return TwoColorsEnv(variant=task.variant, delay_tics=task.delay_tics,
-                            floor_damage=damage, timeout_steps=task.length)
+                            floor_damage=damage, frame_skip=self.frame_skip,
+                            timeout_steps=task.length)
 
     def outcomes(self, rewards: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """The sum of the rewards of steps k+skip … k+skip+n-1 (see
@@ -88,3 +91,21 @@ class TwoColorsTask(Task):
     def episode_stats(self, info: dict[str, Any]) -> dict[str, Any]:
         return {"pillar": info["pillar"], "good": int(info["good_pickups"]),
                 "bad": int(info["bad_pickups"])}
+
+    def bench_conditions(self) -> dict[str, Any]:
+        return {"variant": self.config.task.variant,
+                "resolution": f"320x180 rendered, area-resized to {FRAME_SHAPE[2]}x"
+                              f"{FRAME_SHAPE[1]} RGB"}
+
+    def bench_episodes(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
+        """Items picked up per episode and the share of them of the pillar's colour."""
+        good = sum(int(info.get("good_pickups", 0)) for info in infos)
+        bad = sum(int(info.get("bad_pickups", 0)) for info in infos)
+        return {"pickups_per_episode": round((good + bad) / len(infos), 3) if infos else None,
+                "good_pickup_share": round(good / (good + bad), 3) if good + bad else None}
+
+    def memory_probe(self) -> Any:
+        """The pillar-colour and pickup-sign probes (:func:`tasks.two_colors.probe.run`)."""
+        from tasks.two_colors.probe import run
+
+        return run
