@@ -23,6 +23,7 @@ PIPELINE_EXAMPLES = """examples:
   memup bench pipeline                          # T-Maze-LNR-100, 2 actors x 16 envs, 60 s
   memup bench pipeline --length 1000 --seconds 120 --json
   memup bench pipeline --env two-colors --actors 1 --envs 8 --seconds 120
+  memup bench pipeline --env gym:popgym:popgym-RepeatPreviousEasy-v0 --seconds 30
 """
 
 MIB = 1024 * 1024
@@ -66,11 +67,16 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         "cluster (embedded Redis, actors, scorer, learner in phase I) measured after warm-up: "
         "steps published, scored into the replay window and trained on per second, and "
         "p50/p99 latency of each hop from the roles' Prometheus histograms.")
-    pipe.add_argument("--env", default="tmaze", choices=["tmaze", "two-colors"],
-                      help="the environment (two-colors starts from configs/up_two_colors.toml)")
+    pipe.add_argument("--env", default="tmaze",
+                      help="the task (task.env): tmaze, two-colors, gym:<id>, "
+                           "<module>:<callable>; it starts from the task's benchmark config "
+                           "(two-colors: configs/up_two_colors.toml)")
+    pipe.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="override one config value, e.g. --set "
+                                                "task.length=1000")
     pipe.add_argument("--length", type=int, default=None,
-                      help="T-Maze corridor length (default 100); Two-Colors: episode limit "
-                           "in agent steps (default: the config's 1050)")
+                      help="task.length: T-Maze corridor length (default 100); Two-Colors: "
+                           "episode limit in agent steps (default: the config's 1050)")
     pipe.add_argument("--actors", type=int, default=2, help="actor processes")
     pipe.add_argument("--envs", type=int, default=16, help="envs per actor")
     pipe.add_argument("--seconds", type=float, default=60.0, help="measurement window")

@@ -78,22 +78,37 @@ def _cpu_seconds() -> float:
     return total
 
 
+def bench_base(env: str) -> tuple[Path | None, list[str]]:
+    """Where a benchmark of task ``env`` starts: the task's :attr:`~tasks.base.Task.
+    bench_config` file (None: the config defaults) and the overrides that name the task and
+    apply its :attr:`~tasks.base.Task.bench_overrides`.
+
+    Raises:
+        SystemExit: ``env`` names no task.
+    """
+    from common.config import ConfigError
+    from tasks.registry import task_class
+
+    try:
+        cls = task_class(env)
+    except ConfigError as error:
+        raise SystemExit(f"memup bench: {error}") from None
+    path = None if cls.bench_config is None else \
+        Path(__file__).resolve().parents[1] / "configs" / cls.bench_config
+    return path, [f"task.env={env}", *cls.bench_overrides]
+
+
 def bench_config(env: str, overrides: list[str]):  # type: ignore[no-untyped-def]
-    """The config a benchmark of task ``env`` runs: the task's :attr:`~tasks.base.Task.
-    bench_config` file and :attr:`~tasks.base.Task.bench_overrides`, then ``overrides``.
+    """The config a benchmark of task ``env`` runs: :func:`bench_base`, then ``overrides``.
 
     Raises:
         SystemExit: ``env`` names no task, or an override does not apply.
     """
     from common.config import ConfigError, load_config
-    from tasks.registry import task_class
 
+    path, base = bench_base(env)
     try:
-        cls = task_class(env)
-        path = None if cls.bench_config is None else \
-            Path(__file__).resolve().parents[1] / "configs" / cls.bench_config
-        return path, load_config(path, [f"task.env={env}", *cls.bench_overrides, *overrides],
-                                 environ={})
+        return path, load_config(path, [*base, *overrides], environ={})
     except ConfigError as error:
         raise SystemExit(f"memup bench: {error}") from None
 

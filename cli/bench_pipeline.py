@@ -33,11 +33,6 @@ HOPS = {
 }
 
 
-BASE_CONFIGS = {"tmaze": None, "two-colors": "up_two_colors.toml"}
-"""The config each env's cluster starts from (``configs/``); flags override it."""
-FRAME_SKIP = {"tmaze": 1, "two-colors": 2}
-
-
 def raw_env_rate(config, envs: int, seconds: float, seed: int = 0) -> float:  # type: ignore[no-untyped-def]
     """Env steps/s of ``envs`` envs of the run's task (the data policy's), stepped in one
     loop with random actions."""
@@ -96,25 +91,25 @@ def _scrape(port: int) -> str:
 
 
 def run_pipeline_bench(args: argparse.Namespace) -> int:
+    from cli.bench_env import bench_base, bench_config
     from cli.supervisor import Child, Supervisor, role_argv
     from common import keys
-    from common.config import load_config
     from common.embedded_redis import EmbeddedRedis
     from common.metrics import SupervisorMetrics
     from common.redis_io import connect
     from common.status import read_statuses
+    from tasks.registry import task_for
 
-    if args.length is None and args.env == "tmaze":
-        args.length = 100
-    base = BASE_CONFIGS[args.env]
-    config_path = None if base is None else Path(__file__).resolve().parents[1] / "configs" / base
     run = f"bench-{os.getpid()}"
-    overrides = [f"run.name={run}", f"actor.envs={args.envs}",
+    # the roles get the task's benchmark config file and these overrides
+    _, base = bench_base(args.env)
+    overrides = [*base, *args.overrides, f"run.name={run}", f"actor.envs={args.envs}",
                  f"actor.replicas={args.actors}", "memup.target_accuracy=1.01",
                  f"memup.replay_ratio={args.replay_ratio}", "memup.publish_every=25"]
     if args.length is not None:
         overrides.append(f"task.length={args.length}")
-    config = load_config(config_path, overrides, environ={})
+    config_path, config = bench_config(args.env, overrides)
+    skip = task_for(config).frame_skip
     raw = raw_env_rate(config, args.envs, args.raw_seconds)
     with tempfile.TemporaryDirectory(prefix="memup-bench-") as tmp, EmbeddedRedis() as redis:
         overrides.append(f"run.dir={tmp}")
@@ -163,7 +158,6 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         text = "\n".join(t for name, t in texts.items() if name.startswith(role))
         hops[hop] = {"what": what, "p50_seconds": histogram_quantile(text, metric, labels, 0.5),
                      "p99_seconds": histogram_quantile(text, metric, labels, 0.99)}
-    skip = FRAME_SKIP[args.env]
     result = {"env": args.env, "length": config.task.length, "actors": args.actors,
               "envs": args.envs, "frame_skip": skip,
               "cores": os.cpu_count(), "window_seconds": round(span, 1),
@@ -182,8 +176,9 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
 
 
 def print_table(result: dict) -> None:
-    task = (f"T-Maze-LNR-{result['length']}" if result["env"] == "tmaze" else
-            f"Two-Colors (frame skip {result['frame_skip']}, frames = steps x skip)")
+    task = f"{result['env']}, length {result['length']}" + (
+        f" (frame skip {result['frame_skip']}, frames = steps x skip)"
+        if result["frame_skip"] != 1 else "")
     print(f"{task}, {result['actors']} actors x {result['envs']} envs, "
           f"{result['cores']} cores, measured over {result['window_seconds']} s")
     print(f"{'throughput':<40}{'steps/s':>12}{'frames/s':>12}{'vs raw':>9}")
