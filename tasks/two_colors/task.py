@@ -105,7 +105,7 @@ class TwoColorsTask(Task):
                 "good_pickup_share": round(good / (good + bad), 3) if good + bad else None}
 
     def memory_probe(self) -> Any:
-        """The pillar-colour and pickup-sign probes (:func:`tasks.two_colors.probe.run`)."""
-        from tasks.two_colors.probe import run
+        """The pillar-colour and pickup-sign probes (:func:`tasks.two_colors.probe_run.run`)."""
+        from tasks.two_colors.probe_run import run
 
         return run

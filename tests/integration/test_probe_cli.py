@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from common.checkpoint import save_checkpoint
 from common.config import load_config
 from memup.detector import SurpriseDetector
@@ -19,10 +21,11 @@ def memory_nets(config):  # type: ignore[no-untyped-def]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_run(run: Path) -> None:
+def write_run(run: Path, *overrides: str) -> None:
     """A run directory as `memup up` leaves it: config.json and a learner checkpoint."""
-    config = load_config(overrides=["task.env=two-colors", "task.length=60", "memup.hidden=16",
-                                    "memup.reconstruction=1.0", "run.name=probed"])
+    config = load_config(overrides=overrides or [
+        "task.env=two-colors", "task.length=60", "memup.hidden=16",
+        "memup.reconstruction=1.0", "run.name=probed"])
     nets = memory_nets(config)
     detector = SurpriseDetector(nets.memory, nets.predictor, nets.kind, 0.995)
     (run / "checkpoints").mkdir(parents=True)
@@ -54,3 +57,15 @@ def test_probe_reads_longer_episodes_than_the_run_trained_on(tmp_path: Path) -> 
     assert all(c["n_swapped"] in (0, 2) for c in result["colour"])  # the held-out half
     assert result["window"]["step"] == json.loads((run / "config.json").read_text())[
         "memup"]["rollout"] - 1 and result["window"]["pickups"] >= 0
+
+
+def test_a_task_without_a_probe_gets_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    run = tmp_path / "maze"
+    write_run(run, "task.env=tmaze", "task.length=20", "memup.hidden=16", "run.name=maze")
+    assert main(["probe", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "task 'tmaze'" in err and "defines no memory probe" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
