@@ -1,8 +1,12 @@
-"""No role, common/, memup/ or rl/ module names a task: they ask the task (tasks/).
+"""No role, common/, memup/ or rl/ module names a task, and no cli/ module branches on one:
+they ask the task (tasks/).
 
 Comments and docstrings may name a task as an example; code may not: no identifier, import
 or string literal outside docstrings matches :data:`TASK_NAME`. The one exception is the
-config's default run, which has to name some task.
+config's default run, which has to name some task. In cli/, whose task-specific commands
+(``memup scenario two-colors``, ``memup train tmaze-memory``) import their task, only
+branching counts: no task name compared with, looked up as a dict key, offered as a
+``choices=`` value or matched (:func:`task_branches`).
 """
 
 from __future__ import annotations
@@ -90,3 +94,47 @@ def test_the_checker_sees_code_and_skips_docstrings() -> None:
     assert sorted(t for _, t in names_in_code(source)) == [
         "SCATTERED_COPY", "copy_episodes", "tasks.sequence", "tmaze_nets", "two-colors",
         "vizdoom"]
+
+
+def task_branches(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string naming a task that code branches or looks up on: a
+    side of a comparison (``==``, ``!=``, ``in``; tuples, lists and sets there too), a dict
+    key, a ``choices=`` value or a ``match`` case; help texts, examples and defaults pass."""
+    tree = ast.parse(source)
+    places: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            places += [node.left, *node.comparators]
+        elif isinstance(node, ast.Dict):
+            places += [key for key in node.keys if key is not None]
+        elif isinstance(node, ast.keyword) and node.arg == "choices":
+            places.append(node.value)
+        elif isinstance(node, ast.MatchValue):
+            places.append(node.value)
+    hits = []
+    for place in places:
+        for node in ast.walk(place):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and TASK_NAME.search(node.value):
+                hits.append((node.lineno, node.value))
+    return hits
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "cli").rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_cli_module_branches_on_a_task_name(path: Path) -> None:
+    where = str(path.relative_to(ROOT))
+    found = task_branches(path.read_text())
+    assert not found, f"{where} branches on a task name: {found} (ask the task instead)"
+
+
+def test_the_cli_checker_sees_branches_and_skips_help_texts() -> None:
+    source = ('"""memup bench env --env tmaze"""\n'
+              'p.add_argument("--env", default="two-colors", help="two-colors or tmaze")\n'
+              'p.add_argument("--x", choices=["tmaze", "other"])\n'
+              'if args.env == "two-colors" or "T-Maze" != name or env in ("vizdoom", "a"):\n'
+              '    pass\n'
+              'BASE = {"popgym": 1, "b": "two-colors"}\n'
+              'match env:\n    case "minigrid":\n        pass\n')
+    assert sorted(t for _, t in task_branches(source)) == [
+        "T-Maze", "minigrid", "popgym", "tmaze", "two-colors", "vizdoom"]
