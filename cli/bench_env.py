@@ -2,8 +2,8 @@
 policy gets per episode (return, and what the task adds: Two-Colors, items picked up).
 
 Any task runs (``--env``: a registered name, ``gym:<id>`` or ``<module>:<callable>``), built
-through the task registry from the task's benchmark config (:attr:`tasks.base.Task.
-bench_config`) with ``--set`` overrides; its envs are the ones the policy plays.
+through the task registry from the task's own benchmark config plus ``--set`` overrides;
+its envs are the ones the policy plays.
 
 All envs step round-robin in this one process. ViZDoom runs each game in a child process
 (``vizdoom``) that waits while Python works, so the run is about one core busy at a time;
