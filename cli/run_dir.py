@@ -8,6 +8,7 @@ from typing import Any
 
 from common.checkpoint import CheckpointError, load_checkpoint
 from common.config import ClusterConfig, ConfigError, load_config
+from common.config_renames import upgrade_resolved
 
 
 class RunDirError(RuntimeError):
@@ -26,7 +27,7 @@ def load_run(run_dir: Path) -> tuple[ClusterConfig, dict[str, Any]]:
                           "written by `memup up`, and has its learner saved a checkpoint?)")
     try:
         state = load_checkpoint(path)
-        values = json.loads((run_dir / "config.json").read_text())
+        values = upgrade_resolved(json.loads((run_dir / "config.json").read_text()))
         values["redis"]["url"] = ""  # redacted in the file; offline tools need no Redis
         return load_config(values=values, environ={}), state
     except (CheckpointError, OSError, ValueError, KeyError, ConfigError) as exc:

@@ -7,7 +7,7 @@ ignored or, worse, read with a new meaning. Entries stay here for good.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Renamed(NamedTuple):
@@ -15,6 +15,9 @@ class Renamed(NamedTuple):
 
     new: str
     note: str = ""
+    #: only the name changed: a run's own resolved config.json (machine-written by an older
+    #: version) is read under the new name instead of failing
+    same_meaning: bool = False
 
 
 #: ``memup up`` configs: (section, old key) -> what replaced it
@@ -24,7 +27,8 @@ CLUSTER: dict[tuple[str, str], Renamed] = {
         "data_floor_damage_share", "a share of the envs: false is 0.0, true is 1.0"),
     # it always counted outcomes, which are episodes only where a task has one an episode
     ("memup", "accuracy_episodes"): Renamed(
-        "accuracy_outcomes", "the newest scored outcomes; some tasks have many an episode"),
+        "accuracy_outcomes", "the newest scored outcomes; some tasks have many an episode",
+        same_meaning=True),
 }
 
 #: ``memup train copy`` / ``scattered-copy`` flags and config keys: old -> what replaced it.
@@ -43,6 +47,17 @@ def cluster_message(section: str, key: str) -> str | None:
         return None
     return _message(f"[{section}] {key}", f"[{section}] {entry.new}" if entry.new else "",
                     entry.note)
+
+
+def upgrade_resolved(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A run's resolved config (its config.json) with keys renamed since it was written put
+    under their new names, where only the name changed; others stay and fail as usual."""
+    out = {section: dict(table) for section, table in values.items()}
+    for (section, old), entry in CLUSTER.items():
+        table = out.get(section)
+        if entry.same_meaning and table is not None and old in table:
+            table.setdefault(entry.new, table.pop(old))
+    return out
 
 
 def train_message(old: str, entry: Renamed, flag: bool) -> str:

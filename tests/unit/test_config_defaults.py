@@ -191,3 +191,19 @@ def test_accuracy_episodes_is_now_accuracy_outcomes() -> None:
         load_config(overrides=["memup.accuracy_episodes=100"], environ={})
     assert load_config(overrides=["memup.accuracy_outcomes=7"],
                        environ={}).memup.accuracy_outcomes == 7
+
+
+def test_a_runs_own_config_json_is_read_under_renamed_keys() -> None:
+    """A run directory written before a pure rename still evaluates and resumes: its
+    machine-written config.json is upgraded; a key whose meaning changed still fails."""
+    from common.config_renames import upgrade_resolved
+
+    old = ClusterConfig().to_dict()
+    old["memup"]["accuracy_episodes"] = old["memup"].pop("accuracy_outcomes")
+    old["memup"]["accuracy_episodes"] = 37
+    assert load_config(values=upgrade_resolved(old), environ={}).memup.accuracy_outcomes == 37
+    assert "accuracy_episodes" in old["memup"]  # the caller's dict is left alone
+    changed = ClusterConfig().to_dict()
+    changed["task"]["data_floor_damage"] = False
+    with pytest.raises(ConfigError, match="data_floor_damage was renamed"):
+        load_config(values=upgrade_resolved(changed), environ={})
