@@ -33,9 +33,11 @@ from common.config import ClusterConfig
 from common.errors import WireError
 from common.lifecycle import RateLimitedLog
 from common.metrics import LearnerMetrics
+from common.segments import steps as segment_steps
+from common.segments import to_slice
 from common.wire import Message, Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
 from common.zmq_io import close, dealer
-from memup.batch import Batch, LaneSlice, collate
+from memup.batch import Batch, collate
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +216,10 @@ class SegmentFeed:
             seg = lane.segment
             assert seg is not None
             fresh[b] = seg.offset == 0 or seg.episode != lane.last_episode
-            slices.append(_as_slice(seg))
+            slices.append(to_slice(seg))
             self.batch_episodes.append(seg.episode)
             self.acks.append(seg.segment_id)
-            end = seg.offset + len(seg.arrays["inputs"])
+            end = seg.offset + segment_steps(seg)
             lane.last_episode = seg.episode
             # The lane's next position; the server answers an offset past the end with a new
             # episode, so the learner needs no episode lengths.
@@ -287,12 +289,3 @@ class SegmentFeed:
     def close(self) -> None:
         close(self.sock)
 
-
-def _as_slice(seg: Segment) -> LaneSlice:
-    t = seg.targets
-    # No stored context: scorers mark episodes without one (only single-process runs'
-    # TargetRule(context=True) stores it), so no segment carries it.
-    return LaneSlice(inputs=seg.arrays["inputs"], queries=seg.arrays["queries"],
-                     pair_step=t["pair_step"], pair_target=t["pair_target"],
-                     pair_queries=t["pair_queries"], pair_labels=t["pair_labels"],
-                     pair_context=None, offset=seg.offset)

@@ -30,7 +30,8 @@ from common.ledger import Ledger
 from common.lifecycle import Backoff, HeartbeatThread, RateLimitedLog
 from common.metrics import ScorerMetrics
 from common.redis_io import ack, read_group
-from common.wire import Rollout, RolloutRequest, Segment, SegmentRequest, decode, encode
+from common.segments import to_segment
+from common.wire import Rollout, RolloutRequest, SegmentRequest, decode, encode
 from common.wire_codec import WireCodec
 from common.zmq_io import close, router
 from memup.batch import lane_slice
@@ -201,11 +202,8 @@ class SegmentServer:
         mem = self.config.memup
         piece = lane_slice(ep, offset, mem.rollout, mem.frequency)
         segment_id = f"{episode}.{offset}"
-        targets = {"pair_step": piece.pair_step, "pair_target": piece.pair_target,
-                   "pair_queries": piece.pair_queries, "pair_labels": piece.pair_labels}
-        segment = Segment(segment_id=segment_id, lane=req.lane, episode=episode, offset=offset,
-                          arrays={"inputs": piece.inputs, "queries": piece.queries},
-                          targets=targets, policy_version=0, rollout=mem.rollout)
+        segment = to_segment(piece, segment_id=segment_id, lane=req.lane, episode=episode,
+                             rollout=mem.rollout)
         # A retry of the lane's unanswered request, not two lanes on one episode start.
         if self.lane_served.get(req.lane) == segment_id and segment_id in self.unacked:
             self.metrics.segments_redelivered_total.inc()
