@@ -111,6 +111,10 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     tm.add_argument("--stagger", action=argparse.BooleanOptionalAction, default=False,
                     help="lanes start their first episodes at staggered offsets (state by a "
                          "no-gradient pass), so clue and junction windows spread over updates")
+    tm.add_argument("--skip", type=non_negative_int, default=WalkConfig.skip,
+                    help="after each rollout a lane passes 0..2*SKIP steps (a multiple of r) "
+                         "by a no-gradient pass; each episode's first and last rollouts are "
+                         "always trained, so they come (SKIP+r)/r times as often")
     add_common_flags(tm)
     tm.set_defaults(run=_lazy("train_runs", "run_tmaze"))
     cp = tasks.add_parser("copy", help="Copy-N: recall 10 symbols after N-20 blanks",

@@ -25,9 +25,9 @@ from tasks.tmaze.networks import tmaze_nets
 
 # Settings a resumed run must share with its checkpoint (they shape the nets or the walk).
 TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interaction", "lazy",
-               "stagger")
+               "stagger", "skip")
 # Fixed settings added later, with the value every checkpoint written before them had.
-TMAZE_ADDED = {"lazy": False, "stagger": False}
+TMAZE_ADDED = {"lazy": False, "stagger": False, "skip": 0}
 
 
 def setup_run(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:
@@ -70,6 +70,9 @@ def finish_run(log: RunLog, record: dict, metric: str = "accuracy") -> int:
 
 def run_tmaze(args: argparse.Namespace) -> int:
     """T-Maze phase I until the held-out final-step accuracy target (or a limit)."""
+    if args.skip % args.rollout:
+        fail(f"--skip {args.skip} must be a multiple of --rollout {args.rollout} (lanes move "
+             "a rollout at a time)")
     device, log = setup_run(args, f"tmaze-{args.mode.lower()}-{args.length}")
     horizon = args.length if args.chrono_horizon < 0 else args.chrono_horizon
     nets = tmaze_nets(chrono_horizon=horizon or None, interaction=args.interaction)
@@ -82,7 +85,7 @@ def run_tmaze(args: argparse.Namespace) -> int:
     training = MemoryTraining(
         nets, lambda n: episodes(n, args.length, args.mode, source_rng),  # type: ignore[arg-type,return-value]
         source_rng, TargetRule(top_k=1, current=True),
-        WalkConfig(args.lanes, args.rollout, 1),
+        WalkConfig(args.lanes, args.rollout, 1, args.skip),
         UpdateConfig(lr=args.lr, ema_decay=args.ema_decay), seed=args.seed, device=device,
         lazy=lazy_tmaze_episode if args.lazy else None, stagger=args.stagger)
     record = drive(

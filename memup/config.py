@@ -53,11 +53,17 @@ class WalkConfig:
         lanes: B, lanes walking side by side.
         rollout: r, steps per update (the TBPTT window).
         frequency: f, every f-th step of a rollout (and its last) predicts.
+        skip: mean steps a lane passes without gradient after each rollout, its memory
+            carried by a no-gradient pass (a multiple of r; 0: every step is trained on).
+            Each episode's first and last rollouts are always trained; with episodes far
+            longer than r this makes the rollouts that hold a long dependency's two ends
+            (skip + r) / r times as frequent for a no-gradient pass of the steps between.
     """
 
     lanes: int = 64
     rollout: int = 20
     frequency: int = 1
+    skip: int = 0
 
 
 @dataclass(frozen=True)

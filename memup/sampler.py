@@ -35,13 +35,18 @@ class LaneSampler:
         load_batch: episodes drawn and marked together when a lane needs one (default B).
         rebuild: makes a lazy episode from its spec (needed to load checkpoints of lazy
             episodes, which store specs and target peaks instead of arrays).
+        skip: mean number of steps every lane passes without training after each rollout
+            (0: lanes train on every step). See :meth:`skip_ahead`.
+        seed: seeds the draw of the skips.
     """
 
     def __init__(self, source: EpisodeSource, mark: Marker, lanes: int, rollout: int,
                  frequency: int = 1, load_batch: int | None = None,
-                 rebuild: Rebuild | None = None) -> None:
+                 rebuild: Rebuild | None = None, skip: int = 0, seed: int = 0) -> None:
         if not 1 <= frequency <= rollout:
             raise ValueError(f"prediction frequency must be in [1, r={rollout}], got {frequency}")
+        if skip < 0 or skip % rollout:
+            raise ValueError(f"skip must be a non-negative multiple of r={rollout}, got {skip}")
         self.source = source
         self.mark = mark
         self.lanes = lanes
@@ -53,6 +58,8 @@ class LaneSampler:
         self.offsets = np.zeros(lanes, dtype=np.int64)
         self.ready: deque[Episode] = deque()
         self.episodes_loaded = 0
+        self.skip = skip
+        self.skip_rng = np.random.default_rng(seed + 104_729)
 
     def _next_episode(self) -> Episode:
         if not self.ready:
@@ -82,7 +89,7 @@ class LaneSampler:
         """Loads an episode into every lane, lane b at step ``b/B`` of it (rounded down to a
         multiple of r), so lanes reach their episodes' beginnings and ends at different
         updates instead of all at once. The caller owes each lane its memory state at that
-        offset (a no-gradient pass, :func:`memup.stream.states_at`).
+        offset (a no-gradient pass, :func:`memup.stream.advance` from row 0).
 
         Returns:
             The lanes' episodes and offsets.
@@ -95,6 +102,28 @@ class LaneSampler:
             self.offsets[b] = (b * len(ep) // self.lanes) // self.rollout * self.rollout
         return list(self.episodes), self.offsets.copy()  # type: ignore[arg-type]
 
+    def skip_ahead(self) -> tuple[np.ndarray, np.ndarray]:
+        """Moves every lane forward by one skip, drawn for all lanes at once uniformly from
+        the multiples of r in ``[0, 2·skip]``, without passing its episode's last rollout:
+        each episode's first rollout (it is loaded at offset 0) and last rollout are always
+        trained, the rollouts between them sampled. Lanes that finished stay where they are.
+        The caller owes each lane its memory state at the new offset (a no-gradient pass
+        over the skipped rows, :func:`memup.stream.advance`).
+
+        Returns:
+            The lanes' offsets before and after the skip.
+        """
+        before = self.offsets.copy()
+        if self.skip == 0:
+            return before, before.copy()
+        gap = int(self.skip_rng.integers(0, 2 * self.skip // self.rollout + 1)) * self.rollout
+        for b, ep in enumerate(self.episodes):
+            if ep is None or before[b] >= len(ep):
+                continue
+            last = (len(ep) - 1) // self.rollout * self.rollout
+            self.offsets[b] = max(before[b], min(before[b] + gap, last))
+        return before, self.offsets.copy()
+
     # -- checkpointing: the lanes' episodes and offsets are part of the training state --------
 
     def state_dict(self) -> dict:
@@ -104,6 +133,7 @@ class LaneSampler:
             "offsets": torch.from_numpy(self.offsets.copy()),
             "ready": [_episode_state(e) for e in self.ready],
             "episodes_loaded": self.episodes_loaded,
+            "skip_rng": dict(self.skip_rng.bit_generator.state),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -111,6 +141,8 @@ class LaneSampler:
         self.offsets = state["offsets"].numpy().copy()
         self.ready = deque(self._from_state(e) for e in state["ready"])
         self.episodes_loaded = int(state["episodes_loaded"])
+        if "skip_rng" in state:  # checkpoints written before skips existed never drew one
+            self.skip_rng.bit_generator.state = state["skip_rng"]
 
     def _from_state(self, state: dict) -> Episode:
         if "lazy" not in state:

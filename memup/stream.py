@@ -139,24 +139,27 @@ def every_step_chunks(
 
 
 @torch.no_grad()
-def states_at(run: Callable[[torch.Tensor, State], tuple[torch.Tensor, State]], state: State,
-              arrays: list[np.ndarray], offsets: np.ndarray, chunk: int,
-              device: torch.device | str = "cpu") -> State:
-    """The state of a recurrent ``run`` after reading the first ``offsets[b]`` rows of each
-    of ``arrays`` (lanes side by side), starting from ``state``.
+def advance(run: Callable[[torch.Tensor, State], tuple[torch.Tensor, State]], state: State,
+            arrays: list[np.ndarray], starts: np.ndarray, stops: np.ndarray, chunk: int,
+            device: torch.device | str = "cpu") -> State:
+    """The state of a recurrent ``run`` after lane b read rows ``[starts[b], stops[b])`` of
+    ``arrays[b]`` (lanes side by side), starting from ``state``.
 
-    A no-gradient pass, ``chunk`` steps at a time; every offset must be a multiple of
-    ``chunk`` (states are taken at chunk boundaries). ``run`` is the memory (inputs) or a
-    predictor's context LSTM (queries); states are ``[layers, B, H]`` tuples.
+    A no-gradient pass, ``chunk`` steps at a time, every lane in every chunk (the batch keeps
+    its shape, so the numbers do not depend on which lanes are still reading); each lane's
+    state is taken when it reaches its stop, which must lie a multiple of ``chunk`` after its
+    start. ``run`` is the memory (inputs) or a predictor's context LSTM (queries); states
+    are ``[layers, B, H]`` tuples.
     """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    if (offsets % chunk).any():
-        raise ValueError(f"offsets must be multiples of the chunk {chunk}")
+    starts = np.asarray(starts, dtype=np.int64)
+    gaps = np.asarray(stops, dtype=np.int64) - starts
+    if (gaps < 0).any() or (gaps % chunk).any():
+        raise ValueError(f"each lane must read a multiple of the chunk {chunk} rows forward")
     result = tuple(s.clone() for s in state)
-    for start in range(0, int(offsets.max(initial=0)), chunk):
-        end = start + chunk
-        _, state = run(torch.from_numpy(pad_chunk(arrays, start, end)).to(device), state)
-        done = torch.from_numpy(np.flatnonzero(offsets == end)).to(device)
+    for at in range(0, int(gaps.max(initial=0)), chunk):
+        pieces = [a[s + at : s + at + chunk] for a, s in zip(arrays, starts.tolist())]
+        _, state = run(torch.from_numpy(pad_chunk(pieces, 0, chunk)).to(device), state)
+        done = torch.from_numpy(np.flatnonzero(gaps == at + chunk)).to(device)
         for r, s in zip(result, state):
             r[:, done] = s[:, done]
     return result  # type: ignore[return-value]

@@ -26,7 +26,7 @@ from memup.config import AlternatingSchedule, UpdateConfig, WalkConfig
 from memup.detector import SurpriseDetector, TargetRule, mark_episodes, mark_streamed
 from memup.networks import TaskNets
 from memup.sampler import EpisodeSource, LaneSampler, Rebuild
-from memup.stream import states_at
+from memup.stream import advance
 from memup.update import Updater
 
 
@@ -70,7 +70,8 @@ class MemoryTraining(_Checkpointable):
         source: new episodes (drawn with the caller's RNG, passed as ``rng`` for checkpoints).
         source_rng: the RNG ``source`` draws from; saved and restored with the run.
         rule: target rule (RL: top-1 + current step).
-        walk: lanes, rollout, prediction frequency.
+        walk: lanes, rollout, prediction frequency, skip (lanes pass ``skip`` steps on
+            average between trained rollouts, their states carried by a no-gradient pass).
         update: optimiser settings.
         ema_decay: detector EMA decay per update (None: ``update.ema_decay``).
         seed: seeds the marking RNG.
@@ -105,7 +106,7 @@ class MemoryTraining(_Checkpointable):
                 mark_episodes(eps, rule, self.mark_rng, self.detector)
         self.sampler = LaneSampler(source, mark, walk.lanes, walk.rollout, walk.frequency,
                                    load_batch=self.detector.group if stagger else None,
-                                   rebuild=lazy)
+                                   rebuild=lazy, skip=walk.skip, seed=seed)
         self.updater = Updater(nets, update, walk.lanes, self.detector, device)
 
     @property
@@ -113,17 +114,26 @@ class MemoryTraining(_Checkpointable):
         return self.updater.updates
 
     def step(self) -> dict[str, float]:
-        """One update on the next batch of every lane."""
+        """One update on the next batch of every lane (then the lanes' skip, if any)."""
         if self.stagger and self.updater.updates == 0 and self.sampler.episodes[0] is None:
             episodes, offsets = self.sampler.stagger()
-            r, updater = self.sampler.rollout, self.updater
-            updater.state = states_at(self.nets.memory, updater.state,
-                                      [e.inputs for e in episodes], offsets, r, self.device)
-            if updater.context_state is not None:  # a live context LSTM is carried as well
-                updater.context_state = states_at(
-                    self.nets.predictor.context, updater.context_state,  # type: ignore[arg-type]
-                    [e.queries for e in episodes], offsets, r, self.device)
-        return self.updater.step(self.sampler.next_batch())
+            self._carry(episodes, np.zeros_like(offsets), offsets)
+        stats = self.updater.step(self.sampler.next_batch())
+        if self.sampler.skip:
+            starts, stops = self.sampler.skip_ahead()
+            self._carry(self.sampler.episodes, starts, stops)  # type: ignore[arg-type]
+        return stats
+
+    def _carry(self, episodes: list, starts: np.ndarray, stops: np.ndarray) -> None:
+        """Moves the carried memory (and live context) states of every lane from its
+        ``starts`` to its ``stops`` offset by a no-gradient pass of the online networks."""
+        r, updater = self.sampler.rollout, self.updater
+        updater.state = advance(self.nets.memory, updater.state, [e.inputs for e in episodes],
+                                starts, stops, r, self.device)
+        if updater.context_state is not None:  # a live context LSTM is carried as well
+            updater.context_state = advance(
+                self.nets.predictor.context, updater.context_state,  # type: ignore[arg-type]
+                [e.queries for e in episodes], starts, stops, r, self.device)
 
     def _parts(self) -> dict[str, Any]:
         return {"memory": self.nets.memory, "predictor": self.nets.predictor,

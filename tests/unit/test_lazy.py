@@ -16,7 +16,7 @@ from memup.encoding import encode_steps
 from memup.episode import Episode
 from memup.lazy import SuffixPeaks, TopOneTargets
 from memup.sampler import LaneSampler
-from memup.stream import states_at
+from memup.stream import advance
 from memup.targets import top_k_future
 from tasks.tmaze.env import (
     FAILURE_REWARD,
@@ -121,13 +121,14 @@ def test_streamed_marks_equal_the_whole_pass_marks() -> None:
         mark_streamed(lazy, TargetRule(top_k=2, current=True), detector)
 
 
-def test_states_at_is_the_state_after_the_prefix() -> None:
+def test_advance_from_row_zero_is_the_state_after_the_prefix() -> None:
     torch.manual_seed(0)
     memory = tmaze_nets(hidden=16).memory
     eps = [materialise(e) for e in lazy_tmaze_episodes(3, 120, "LNR", np.random.default_rng(4))]
     offsets = np.array([0, 40, 100])
     inputs = [e.inputs for e in eps]
-    h, c = states_at(memory, memory.initial_state(3), inputs, offsets, chunk=20)
+    h, c = advance(memory, memory.initial_state(3), inputs, np.zeros(3, np.int64), offsets,
+                   chunk=20)
     for b, ep in enumerate(eps):
         if offsets[b] == 0:
             assert not h[:, b].any()
@@ -138,7 +139,8 @@ def test_states_at_is_the_state_after_the_prefix() -> None:
         torch.testing.assert_close(h[:, b], hb[:, 0])
         torch.testing.assert_close(c[:, b], cb[:, 0])
     with pytest.raises(ValueError):
-        states_at(memory, memory.initial_state(3), inputs, np.array([0, 30, 100]), chunk=20)
+        advance(memory, memory.initial_state(3), inputs, np.zeros(3, np.int64),
+                np.array([0, 30, 100]), chunk=20)
 
 
 def test_staggered_lazy_sampler_round_trips_through_its_state() -> None:
