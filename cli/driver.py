@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import resource
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,10 +61,36 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+@contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """Within it, a first SIGINT or SIGTERM is recorded (the list gets the signal) instead of
+    raising, so the loop can save its state after the update in progress; a second one
+    raises KeyboardInterrupt. The old handlers return after it."""
+    received: list[int] = []
+
+    def record(number: int, _frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(number)
+        print(f"\nsignal {number}: saving the run after this update (again to abort "
+              "without saving)", file=sys.stderr)
+
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, record) for sig in wanted}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: RunLog,
           stop: StopRule, eval_every: int, resume: bool, title: str,
           fixed: dict[str, Any], added: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Runs ``training`` until ``stop``; evaluates, logs and checkpoints every ``eval_every``.
+    """Runs ``training`` until ``stop``; evaluates, logs and checkpoints every ``eval_every``
+    and once more when the time limit passes between two evaluations. Ctrl-C or SIGTERM
+    saves the checkpoint at the update in progress, without evaluating, and returns: the
+    run resumes from there as if it had not stopped.
 
     Args:
         fixed: settings stored in the checkpoint that a resumed run must repeat.
@@ -94,31 +122,39 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
     record: dict[str, Any] = previous[-1] if previous else {"updates": training.updates}
     bar = tqdm(total=stop.max_updates, initial=training.updates, desc=title, unit="upd",
                dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
-    while training.updates < stop.max_updates:
-        stats = training.step()
-        for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + v
-        count += 1
-        bar.update(1)
-        if training.updates % eval_every and training.updates < stop.max_updates:
-            continue
-        wall = time.monotonic() - start
-        evaluation = evaluate()
-        streak = streak + 1 if stop.reached(evaluation) else 0
-        record = {"updates": training.updates, "wall_seconds": round(wall, 2),
-                  "peak_rss_bytes": peak_rss_bytes(),
-                  **{f"train_{k}": v / max(count, 1) for k, v in sums.items()},
-                  **{f"eval_{k}": v for k, v in evaluation.items()}}
-        log.log(record)
-        sums, count = {}, 0
-        bar.set_postfix(loss=f"{record.get('train_loss', 0):.3g}",
-                        **{f"eval_{stop.metric}": f"{evaluation[stop.metric]:.4g}"})
-        save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
-                               "streak": streak, "fixed": fixed})
-        solved = stop.target is not None and streak >= stop.confirm
-        out_of_time = stop.max_minutes and wall >= stop.max_minutes * 60
-        if solved or out_of_time:
-            break
+    with stop_requests() as interrupted:
+        while training.updates < stop.max_updates:
+            stats = training.step()
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            bar.update(1)
+            wall = time.monotonic() - start
+            if interrupted:
+                save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
+                                       "streak": streak, "fixed": fixed})
+                bar.close()
+                print(f"stopped by signal {interrupted[0]} at update {training.updates}: "
+                      f"checkpoint saved in {ckpt}", file=sys.stderr)
+                break
+            out_of_time = bool(stop.max_minutes) and wall >= stop.max_minutes * 60
+            if (training.updates % eval_every and training.updates < stop.max_updates
+                    and not out_of_time):
+                continue
+            evaluation = evaluate()
+            streak = streak + 1 if stop.reached(evaluation) else 0
+            record = {"updates": training.updates, "wall_seconds": round(wall, 2),
+                      "peak_rss_bytes": peak_rss_bytes(),
+                      **{f"train_{k}": v / max(count, 1) for k, v in sums.items()},
+                      **{f"eval_{k}": v for k, v in evaluation.items()}}
+            log.log(record)
+            sums, count = {}, 0
+            bar.set_postfix(loss=f"{record.get('train_loss', 0):.3g}",
+                            **{f"eval_{stop.metric}": f"{evaluation[stop.metric]:.4g}"})
+            save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
+                                   "streak": streak, "fixed": fixed})
+            if (stop.target is not None and streak >= stop.confirm) or out_of_time:
+                break
     bar.close()
     record["solved"] = stop.target is not None and streak >= stop.confirm
     write_curves(log, title, stop.metric)
@@ -131,6 +167,8 @@ def write_curves(log: RunLog, title: str, metric: str = "accuracy") -> list[Path
     from common.curves import plot_curves  # matplotlib (~30 MB) loads only at the end
 
     records = log.records()
+    if not any(f"eval_{metric}" in r for r in records):  # stopped before its first evaluation
+        return []
     for r in records:
         r["wall_minutes"] = r.get("wall_seconds", 0) / 60
     return [
