@@ -28,6 +28,9 @@ TMAZE_EXAMPLES = """examples:
   memup train tmaze-memory --length 10000 --rollout 20 --max-minutes 60 --seed 2
   memup train tmaze-memory --config configs/tmaze_lnr_1000.toml --resume
   memup train tmaze-memory --config configs/tmaze_lnr_100000.toml --threads 1  # lazy, staggered
+  memup train tmaze-memory --config configs/tmaze_lnr_1000000.toml --threads 1  # + --skip 480
+
+Ctrl-C (or SIGTERM) saves the run at the update in progress; --resume continues it.
 """
 
 COPY_EXAMPLES = """examples:
@@ -74,7 +77,9 @@ def add_common_flags(p: argparse.ArgumentParser, stop_on_mse: bool = False) -> N
     p.add_argument("--run-dir", type=Path, default=None,
                    help="where config, metrics.jsonl, checkpoint.pt and PNGs go "
                         "(default runs/<task>-<length>-s<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <run-dir>/checkpoint.pt (written at every evaluation "
+                        "and on Ctrl-C / SIGTERM)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write the metrics.jsonl scalars as TensorBoard events in "
                         "<run-dir>/tensorboard/ (pip install -e \".[tensorboard]\")")
