@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from cli.driver import StopRule, drive
 from cli.main import main
 from common.checkpoint import load_checkpoint
 from common.runlog import RunLog
 from memup.training import MemoryTraining
+from tests.unit.resume_support import assert_same_networks
 
 
 class Counter:
@@ -86,8 +86,4 @@ def test_a_run_stopped_by_signal_resumes_bit_for_bit(tmp_path: Path,
     monkeypatch.undo()
     assert load_checkpoint(stopped / "checkpoint.pt")["training"]["updater"]["updates"] == 13
     assert main([*TMAZE, "--max-updates", "30", "--run-dir", str(stopped), "--resume"]) == 0
-    a = load_checkpoint(straight / "checkpoint.pt")["training"]
-    b = load_checkpoint(stopped / "checkpoint.pt")["training"]
-    for name in ("memory", "predictor"):
-        for key, tensor in a[name].items():
-            assert torch.equal(tensor, b[name][key]), f"{name}.{key} differs after resume"
+    assert_same_networks(straight, stopped)

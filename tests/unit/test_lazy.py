@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from cli.main import main
-from common.checkpoint import load_checkpoint
 from memup.detector import SurpriseDetector, TargetRule, mark_episodes, mark_streamed
 from memup.encoding import encode_steps
 from memup.episode import Episode
@@ -29,6 +28,7 @@ from tasks.tmaze.env import (
     lazy_tmaze_episodes,
 )
 from tasks.tmaze.networks import tmaze_nets
+from tests.unit.resume_support import assert_same_networks
 
 
 def materialise(ep: Episode) -> Episode:
@@ -185,11 +185,7 @@ def test_lazy_staggered_run_resumes_bit_for_bit(tmp_path: Path) -> None:
     assert main([*TMAZE, "--max-updates", "40", "--run-dir", str(straight)]) == 0
     assert main([*TMAZE, "--max-updates", "20", "--run-dir", str(halves)]) == 0
     assert main([*TMAZE, "--max-updates", "40", "--run-dir", str(halves), "--resume"]) == 0
-    a = load_checkpoint(straight / "checkpoint.pt")["training"]
-    b = load_checkpoint(halves / "checkpoint.pt")["training"]
-    for name in ("memory", "predictor"):
-        for key, tensor in a[name].items():
-            assert torch.equal(tensor, b[name][key]), f"{name}.{key} differs after resume"
+    assert_same_networks(straight, halves)
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     again = [json.loads(x) for x in (halves / "metrics.jsonl").read_text().splitlines()]
     assert [r["eval_loss"] for r in rows] == [r["eval_loss"] for r in again]

@@ -11,8 +11,8 @@ import torch
 from cli.driver import StopRule
 from cli.main import _leaf_parser, build_parser, main
 from cli.options import parse_with_config
-from common.checkpoint import load_checkpoint
 from tasks.sequence.networks import add_nets
+from tests.unit.resume_support import assert_same_networks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,11 +77,7 @@ def test_add_run_logs_mse_and_resumes_bit_for_bit(tmp_path: Path) -> None:
     assert [r["updates"] for r in records] == [10, 20, 30, 40]
     assert all(r["eval_mse"] >= 0 and "eval_online_mse" in r for r in records)
     assert (straight / "mse.png").exists()
-    a = load_checkpoint(straight / "checkpoint.pt")["training"]
-    b = load_checkpoint(halves / "checkpoint.pt")["training"]
-    for name in ("memory", "predictor"):
-        for key, tensor in a[name].items():
-            assert torch.equal(tensor, b[name][key]), f"{name}.{key} differs after resume"
+    assert_same_networks(straight, halves)
     resumed = [json.loads(line) for line in (halves / "metrics.jsonl").read_text().splitlines()]
     assert [r["eval_mse"] for r in resumed] == [r["eval_mse"] for r in records]
 
@@ -96,10 +92,6 @@ def test_staggered_copy_starts_lanes_apart_and_resumes_bit_for_bit(tmp_path: Pat
     assert main([*COPY, "--max-updates", "30", "--run-dir", str(straight)]) == 0
     assert main([*COPY, "--max-updates", "10", "--run-dir", str(halves)]) == 0
     assert main([*COPY, "--max-updates", "30", "--run-dir", str(halves), "--resume"]) == 0
-    a = load_checkpoint(straight / "checkpoint.pt")["training"]
-    b = load_checkpoint(halves / "checkpoint.pt")["training"]
-    for name in ("memory", "predictor"):
-        for key, tensor in a[name].items():
-            assert torch.equal(tensor, b[name][key]), f"{name}.{key} differs after resume"
+    assert_same_networks(straight, halves)
     with pytest.raises(SystemExit):  # the stagger decides the walk: it must match on resume
         main([*COPY[:-1], "--max-updates", "40", "--run-dir", str(halves), "--resume"])
