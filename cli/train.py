@@ -119,7 +119,8 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     tm.add_argument("--skip", type=non_negative_int, default=WalkConfig.skip,
                     help="after each rollout a lane passes 0..2*SKIP steps (a multiple of r) "
                          "by a no-gradient pass; each episode's first and last rollouts are "
-                         "always trained, so they come (SKIP+r)/r times as often")
+                         "always trained, so they come (SKIP+r)/r times as often; may "
+                         "change on --resume")
     add_common_flags(tm)
     tm.set_defaults(run=_lazy("train_runs", "run_tmaze"))
     cp = tasks.add_parser("copy", help="Copy-N: recall 10 symbols after N-20 blanks",

@@ -23,11 +23,12 @@ from memup.training import MemoryTraining
 from tasks.tmaze.env import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 
-# Settings a resumed run must share with its checkpoint (they shape the nets or the walk).
+# Settings a resumed run must share with its checkpoint (they shape the nets or the walk;
+# --skip may change: it only decides which rollouts come next).
 TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interaction", "lazy",
-               "stagger", "skip")
+               "stagger")
 # Fixed settings added later, with the value every checkpoint written before them had.
-TMAZE_ADDED = {"lazy": False, "stagger": False, "skip": 0}
+TMAZE_ADDED = {"lazy": False, "stagger": False}
 
 
 def setup_run(args: argparse.Namespace, name: str) -> tuple[torch.device, RunLog]:

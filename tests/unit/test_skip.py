@@ -83,7 +83,7 @@ TMAZE = ["train", "tmaze-memory", "--length", "300", "--rollout", "10", "--lanes
          "--lazy", "--stagger", "--seed", "2", "--skip", "30"]
 
 
-def test_skipping_run_resumes_bit_for_bit_and_keeps_its_skip(tmp_path: Path,
+def test_skipping_run_resumes_bit_for_bit_and_may_change_its_skip(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
     straight, halves = tmp_path / "straight", tmp_path / "halves"
     assert main([*TMAZE, "--max-updates", "40", "--run-dir", str(straight)]) == 0
@@ -92,8 +92,9 @@ def test_skipping_run_resumes_bit_for_bit_and_keeps_its_skip(tmp_path: Path,
     a = assert_same_networks(straight, halves)
     b = load_checkpoint(halves / "checkpoint.pt")["training"]
     assert torch.equal(a["sampler"]["offsets"], b["sampler"]["offsets"])
-    with pytest.raises(SystemExit):  # the skip decides the walk: it must match on resume
-        main([*TMAZE[:-1], "60", "--max-updates", "50", "--run-dir", str(halves), "--resume"])
+    # the skip only decides which rollouts come next: a resumed run may change it
+    assert main([*TMAZE[:-1], "60", "--max-updates", "50", "--run-dir", str(halves),
+                 "--resume"]) == 0
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main([*TMAZE[:-1], "15", "--max-updates", "5", "--run-dir", str(tmp_path / "odd")])
