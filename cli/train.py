@@ -27,8 +27,8 @@ TMAZE_EXAMPLES = """examples:
   memup train tmaze-memory --length 1000 --rollout 20
   memup train tmaze-memory --length 10000 --rollout 20 --max-minutes 60 --seed 2
   memup train tmaze-memory --config configs/tmaze_lnr_1000.toml --resume
-  memup train tmaze-memory --config configs/tmaze_lnr_100000.toml --threads 1  # lazy, staggered
-  memup train tmaze-memory --config configs/tmaze_lnr_1000000.toml --threads 1  # + --skip 480
+  memup train tmaze-memory --config configs/tmaze_lnr_100000.toml --threads 1  # lazy, skipping
+  memup train tmaze-memory --config configs/tmaze_lnr_100000.toml --skip 0  # walking lanes
 
 Ctrl-C (or SIGTERM) saves the run at the update in progress; --resume continues it.
 """
