@@ -46,6 +46,10 @@ def test_a_signal_saves_the_update_in_progress_without_evaluating(tmp_path: Path
                    RunLog(tmp_path, {}), StopRule(max_updates=100), eval_every=50,
                    resume=False, title="t", fixed={})
     assert evaluations == [] and not record["solved"]
+    (logged,) = RunLog(tmp_path, {}).records()  # the training averages, no evaluation
+    assert logged["updates"] == 7 and logged["train_loss"] == 1.0
+    assert logged["stopped_by_signal"] == signal.SIGTERM
+    assert not any(key.startswith("eval_") for key in logged)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["training"] == {"updates": 7}
     assert signal.getsignal(signal.SIGTERM) is before
     resumed = Counter()
