@@ -121,6 +121,9 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
                          "by a no-gradient pass; each episode's first and last rollouts are "
                          "always trained, so they come (SKIP+r)/r times as often; may "
                          "change on --resume")
+    tm.add_argument("--reuse", type=positive_int, default=WalkConfig.reuse,
+                    help="lanes each marked episode is walked by (one detector pass feeds "
+                         "REUSE walks); may change on --resume")
     add_common_flags(tm)
     tm.set_defaults(run=_lazy("train_runs", "run_tmaze"))
     cp = tasks.add_parser("copy", help="Copy-N: recall 10 symbols after N-20 blanks",

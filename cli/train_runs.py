@@ -24,7 +24,7 @@ from tasks.tmaze.env import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaz
 from tasks.tmaze.networks import tmaze_nets
 
 # Settings a resumed run must share with its checkpoint (they shape the nets or the walk;
-# --skip may change: it only decides which rollouts come next).
+# --skip and --reuse may change: they only decide which rollouts come next).
 TMAZE_FIXED = ("length", "mode", "lanes", "rollout", "chrono_horizon", "interaction", "lazy",
                "stagger")
 # Fixed settings added later, with the value every checkpoint written before them had.
@@ -86,7 +86,7 @@ def run_tmaze(args: argparse.Namespace) -> int:
     training = MemoryTraining(
         nets, lambda n: episodes(n, args.length, args.mode, source_rng),  # type: ignore[arg-type,return-value]
         source_rng, TargetRule(top_k=1, current=True),
-        WalkConfig(args.lanes, args.rollout, 1, args.skip),
+        WalkConfig(args.lanes, args.rollout, 1, args.skip, args.reuse),
         UpdateConfig(lr=args.lr, ema_decay=args.ema_decay), seed=args.seed, device=device,
         lazy=lazy_tmaze_episode if args.lazy else None, stagger=args.stagger)
     record = drive(

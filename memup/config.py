@@ -58,12 +58,15 @@ class WalkConfig:
             Each episode's first and last rollouts are always trained; with episodes far
             longer than r this makes the rollouts that hold a long dependency's two ends
             (skip + r) / r times as frequent for a no-gradient pass of the steps between.
+        reuse: lanes each marked episode is walked by (the detector's pass per episode is
+            the larger cost once lanes skip through very long episodes).
     """
 
     lanes: int = 64
     rollout: int = 20
     frequency: int = 1
     skip: int = 0
+    reuse: int = 1
 
 
 @dataclass(frozen=True)

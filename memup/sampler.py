@@ -38,15 +38,21 @@ class LaneSampler:
         skip: mean number of steps every lane passes without training after each rollout
             (0: lanes train on every step). See :meth:`skip_ahead`.
         seed: seeds the draw of the skips.
+        reuse: lanes each marked episode is handed to (1: every episode walked once). A
+            detector pass then feeds ``reuse`` walks; each walk has its own copy (its own
+            block cache when lazy) and, with skips, trains on other rollouts of it.
     """
 
     def __init__(self, source: EpisodeSource, mark: Marker, lanes: int, rollout: int,
                  frequency: int = 1, load_batch: int | None = None,
-                 rebuild: Rebuild | None = None, skip: int = 0, seed: int = 0) -> None:
+                 rebuild: Rebuild | None = None, skip: int = 0, seed: int = 0,
+                 reuse: int = 1) -> None:
         if not 1 <= frequency <= rollout:
             raise ValueError(f"prediction frequency must be in [1, r={rollout}], got {frequency}")
         if skip < 0 or skip % rollout:
             raise ValueError(f"skip must be a non-negative multiple of r={rollout}, got {skip}")
+        if reuse < 1:
+            raise ValueError(f"reuse must be >= 1, got {reuse}")
         self.source = source
         self.mark = mark
         self.lanes = lanes
@@ -60,12 +66,15 @@ class LaneSampler:
         self.episodes_loaded = 0
         self.skip = skip
         self.skip_rng = np.random.default_rng(seed + 104_729)
+        self.reuse = reuse
 
     def _next_episode(self) -> Episode:
         if not self.ready:
             fresh = self.source(self.load_batch)
             self.mark(fresh)
             self.ready.extend(fresh)
+            for _ in range(self.reuse - 1):  # later walks of the same marks, in the same order
+                self.ready.extend(self._from_state(_episode_state(e)) for e in fresh)
         self.episodes_loaded += 1
         return self.ready.popleft()
 

@@ -106,7 +106,8 @@ class MemoryTraining(_Checkpointable):
                 mark_episodes(eps, rule, self.mark_rng, self.detector)
         self.sampler = LaneSampler(source, mark, walk.lanes, walk.rollout, walk.frequency,
                                    load_batch=self.detector.group if stagger else None,
-                                   rebuild=lazy, skip=walk.skip, seed=seed)
+                                   rebuild=lazy, skip=walk.skip, seed=seed,
+                                   reuse=walk.reuse)
         self.updater = Updater(nets, update, walk.lanes, self.detector, device)
 
     @property

@@ -15,7 +15,7 @@ from memup.detector import TargetRule
 from memup.lazy import TopOneTargets
 from memup.sampler import LaneSampler
 from memup.training import MemoryTraining
-from tasks.tmaze.env import random_tmaze_episodes
+from tasks.tmaze.env import lazy_tmaze_episode, lazy_tmaze_episodes, random_tmaze_episodes
 from tasks.tmaze.networks import tmaze_nets
 from tests.unit.resume_support import assert_same_networks
 
@@ -46,6 +46,33 @@ def test_skips_train_first_and_last_rollouts_and_sample_between() -> None:
         gaps.extend(np.diff(offsets[:-1]).tolist())  # the last step is cut short by the end
     assert min(gaps) == 20 and max(gaps) <= 20 + 120
     assert 60 < np.mean(gaps) < 100  # mean stride: r + skip = 80
+
+
+def test_reused_marks_are_walked_by_as_many_lanes_each_with_its_own_copy() -> None:
+    rng = np.random.default_rng(6)
+    marked: list[int] = []
+
+    def mark(eps: list) -> None:
+        marked.append(len(eps))
+        _top_one(eps)
+
+    sampler = LaneSampler(lambda n: lazy_tmaze_episodes(n, 300, "LNR", rng), mark, lanes=2,
+                          rollout=20, rebuild=lazy_tmaze_episode, reuse=3)
+    walks = [sampler._next_episode() for _ in range(12)]
+    assert marked == [2, 2]  # 12 walks from 4 marked episodes
+    for first in (0, 6):
+        group = walks[first : first + 6]
+        for i in range(2):
+            copies = group[i::2]
+            assert len({id(e) for e in copies}) == 3  # own objects: own block caches
+            for e in copies[1:]:
+                assert np.array_equal(e.spec, copies[0].spec)  # type: ignore[attr-defined]
+                assert np.array_equal(e.inputs[250:260], copies[0].inputs[250:260])
+                assert np.array_equal(e.extras["targets"].peaks,
+                                      copies[0].extras["targets"].peaks)
+    assert not np.array_equal(walks[0].spec, walks[1].spec)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="reuse"):
+        LaneSampler(lambda n: [], _top_one, lanes=2, rollout=20, reuse=0)
 
 
 def test_a_skip_must_be_a_multiple_of_r() -> None:
@@ -80,7 +107,7 @@ def test_skipping_lanes_carry_the_state_of_everything_they_passed() -> None:
 
 TMAZE = ["train", "tmaze-memory", "--length", "300", "--rollout", "10", "--lanes", "4",
          "--eval-every", "10", "--eval-episodes", "4", "--threads", "1", "--device", "cpu",
-         "--lazy", "--stagger", "--seed", "2", "--skip", "30"]
+         "--lazy", "--stagger", "--seed", "2", "--reuse", "2", "--skip", "30"]
 
 
 def test_skipping_run_resumes_bit_for_bit_and_may_change_its_skip(tmp_path: Path,
