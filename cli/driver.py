@@ -131,9 +131,10 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
             bar.update(1)
             wall = time.monotonic() - start
             if interrupted:  # the training averages so far are logged, not evaluated
-                log.log({"updates": training.updates, "wall_seconds": round(wall, 2),
-                         "peak_rss_bytes": peak_rss_bytes(), "stopped_by_signal": interrupted[0],
-                         **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}})
+                record = {"updates": training.updates, "wall_seconds": round(wall, 2),
+                          "peak_rss_bytes": peak_rss_bytes(), "stopped_by_signal": interrupted[0],
+                          **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
+                log.log(record)
                 save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
                                        "streak": streak, "fixed": fixed})
                 bar.close()

@@ -45,7 +45,7 @@ def test_a_signal_saves_the_update_in_progress_without_evaluating(tmp_path: Path
     record = drive(Counter(signal_at=7), lambda: evaluations.append(1) or {"accuracy": 0.0},
                    RunLog(tmp_path, {}), StopRule(max_updates=100), eval_every=50,
                    resume=False, title="t", fixed={})
-    assert evaluations == [] and not record["solved"]
+    assert evaluations == [] and not record["solved"] and record["updates"] == 7
     (logged,) = RunLog(tmp_path, {}).records()  # the training averages, no evaluation
     assert logged["updates"] == 7 and logged["train_loss"] == 1.0
     assert logged["stopped_by_signal"] == signal.SIGTERM
