@@ -120,6 +120,18 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
     count = 0
     previous = [r for r in log.records() if "updates" in r]
     record: dict[str, Any] = previous[-1] if previous else {"updates": training.updates}
+
+    def progress(wall: float) -> dict[str, Any]:
+        """Where the run stands: updates, time, memory and the training averages since the
+        last record."""
+        return {"updates": training.updates, "wall_seconds": round(wall, 2),
+                "peak_rss_bytes": peak_rss_bytes(),
+                **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
+
+    def save(wall: float) -> None:
+        save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
+                               "streak": streak, "fixed": fixed})
+
     bar = tqdm(total=stop.max_updates, initial=training.updates, desc=title, unit="upd",
                dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
     with stop_requests() as interrupted:
@@ -131,12 +143,9 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
             bar.update(1)
             wall = time.monotonic() - start
             if interrupted:  # the training averages so far are logged, not evaluated
-                record = {"updates": training.updates, "wall_seconds": round(wall, 2),
-                          "peak_rss_bytes": peak_rss_bytes(), "stopped_by_signal": interrupted[0],
-                          **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
+                record = {**progress(wall), "stopped_by_signal": interrupted[0]}
                 log.log(record)
-                save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
-                                       "streak": streak, "fixed": fixed})
+                save(wall)
                 bar.close()
                 print(f"stopped by signal {interrupted[0]} at update {training.updates}: "
                       f"checkpoint saved in {ckpt}", file=sys.stderr)
@@ -147,16 +156,12 @@ def drive(training: Trainable, evaluate: Callable[[], dict[str, float]], log: Ru
                 continue
             evaluation = evaluate()
             streak = streak + 1 if stop.reached(evaluation) else 0
-            record = {"updates": training.updates, "wall_seconds": round(wall, 2),
-                      "peak_rss_bytes": peak_rss_bytes(),
-                      **{f"train_{k}": v / max(count, 1) for k, v in sums.items()},
-                      **{f"eval_{k}": v for k, v in evaluation.items()}}
+            record = {**progress(wall), **{f"eval_{k}": v for k, v in evaluation.items()}}
             log.log(record)
             sums, count = {}, 0
             bar.set_postfix(loss=f"{record.get('train_loss', 0):.3g}",
                             **{f"eval_{stop.metric}": f"{evaluation[stop.metric]:.4g}"})
-            save_checkpoint(ckpt, {"training": training.state_dict(), "elapsed": wall,
-                                   "streak": streak, "fixed": fixed})
+            save(wall)
             if (stop.target is not None and streak >= stop.confirm) or out_of_time:
                 break
     bar.close()
